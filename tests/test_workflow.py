@@ -1,0 +1,80 @@
+"""The Snakemake workflow: formatting, lint, the DAG, and a real run of the data stages."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from glode.config import load_config
+
+BIN = Path(sys.executable).parent
+
+
+def run(cmd: list[str], cwd: Path, **kwargs) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
+    return subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, **kwargs)
+
+
+def test_snakefmt_clean(project_root):
+    result = run([str(BIN / "snakefmt"), "--check", "."], project_root)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_snakemake_lint_clean(project_root):
+    result = run([str(BIN / "snakemake"), "--lint", "--configfile", "config/demo.yaml"], project_root)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Congratulations" in result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("overlay", [[], ["--configfile", "config/demo.yaml"]])
+def test_dry_run_shows_dag(project_root, overlay):
+    result = run([str(BIN / "snakemake"), "-n", *overlay], project_root)
+    assert result.returncode == 0, result.stdout + result.stderr
+    out = result.stdout
+    assert "prepare_unlabeled_target" in out and "spans" in out
+
+
+def test_config_schema_rejects_bad_values():
+    import jsonschema
+
+    with pytest.raises(jsonschema.ValidationError):
+        load_config({"spans": {"max_span_len": 0}})
+    with pytest.raises(jsonschema.ValidationError):
+        load_config({"datasets": {"conll": {"entity_types": ["PER"], "source": "en"}}})
+
+
+def shrunk_config(data_root: Path, backbone: Path) -> dict:
+    """The real config, shrunk to one CoNLL target and absolute paths."""
+    config = load_config({"backbone": str(backbone), "offline_backbone": str(backbone)})
+    config["data_root"] = str(data_root)
+    config["datasets"] = {"conll": {**config["datasets"]["conll"], "targets": ["de"]}}
+    return config
+
+
+def test_data_stages_run_end_to_end(project_root, data_root, offline_backbone, tmp_path):
+    workdir = tmp_path / "run"
+    workdir.mkdir()
+    config_file = tmp_path / "shrunk.yaml"
+    config_file.write_text(yaml.safe_dump(shrunk_config(data_root, offline_backbone.resolve())))
+    cmd = [str(BIN / "snakemake"), "--snakefile", str(project_root / "Snakefile"), "--directory", str(workdir), "--configfile", str(config_file), "--cores", "2"]
+    targets = ["results/spans/conll/de/train.parquet", "results/spans/conll/de/test.parquet"]
+    result = run([*cmd, *targets], project_root)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    train = pd.read_parquet(workdir / "results/data/conll/de/train.parquet")
+    assert "tags" not in train.columns and len(train) == 12152
+    gold = pd.read_parquet(workdir / "results/analysis/gold/conll/de/train.gold.parquet")
+    assert len(gold) == 12152
+    spans = pd.read_parquet(workdir / "results/spans/conll/de/train.parquet")
+    assert spans["label"].isna().all()
+    for name in ("prepare/conll/de/train.log", "spans/conll/de/test.log"):
+        assert (workdir / "results/logs" / name).exists()
+    # Nothing to do on a second run: every stage is cached.
+    again = run([*cmd, "-n", *targets], project_root)
+    assert "Nothing to be done" in again.stdout + again.stderr
