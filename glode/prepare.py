@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import sys
 from pathlib import Path
 
 import pyarrow as pa
@@ -40,6 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--gold-out", type=Path, default=None, help="hidden gold Parquet (required for a target train split)")
     parser.add_argument("--download", action="store_true", help="download a missing file from the manifest's source_url")
     parser.add_argument("--download-dir", type=Path, default=None, help="where downloads go (default: --data-root)")
+    parser.add_argument("--log", type=Path, default=None, help="also log to this file")
     return parser
 
 
@@ -113,19 +113,19 @@ def prepare(args: argparse.Namespace) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    setup_logging()
-    hidden = args.role == "target" and args.split == "train"
-    if hidden and args.gold_out is None:
-        parser.error("--gold-out is required for the train split of a target language (its tags are hidden)")
-    if not hidden and args.gold_out is not None:
-        parser.error("--gold-out is only for the train split of a target language")
-    if args.gold_out is not None and args.gold_out.resolve() == args.out.resolve():
-        parser.error("--gold-out must differ from --out")
+    setup_logging(args.log)
     outputs = [p for p in (args.out, args.gold_out) if p is not None]
     try:
+        hidden = args.role == "target" and args.split == "train"
+        if hidden and args.gold_out is None:
+            parser.error("--gold-out is required for the train split of a target language (its tags are hidden)")
+        if not hidden and args.gold_out is not None:
+            parser.error("--gold-out is only for the train split of a target language")
+        if args.gold_out is not None and args.gold_out.resolve() == args.out.resolve():
+            parser.error("--gold-out must differ from --out")
         prepare(args)
     except BaseException:
-        # all or nothing: neither a partial pair nor an earlier run's file may look like this run's
+        # all or nothing: neither a partial pair nor an earlier run's file may pass for this run's
         for output in outputs:
             output.unlink(missing_ok=True)
         raise
@@ -133,4 +133,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main(sys.argv[1:]))
+    raise SystemExit(main())

@@ -47,7 +47,7 @@ def test_config_schema_rejects_bad_values():
     with pytest.raises(jsonschema.ValidationError):
         load_config({"spans": {"max_span_len": 0}})
     with pytest.raises(jsonschema.ValidationError):
-        load_config({"datasets": {"conll": {"entity_types": ["PER"], "source": "en"}}})
+        load_config({"datasets": {"other": {"entity_types": ["PER"], "source": "en"}}})  # no targets
 
 
 def shrunk_config(data_root: Path, backbone: Path) -> dict:

@@ -1,0 +1,402 @@
+"""The span model of paper section 3.1, its MLM head (Eq. 2) and its losses (Eqs. 1, 2, 4).
+
+Shape of the model (docs/reference-notes.md, "Spans and the span model"):
+
+    subwords --encoder--> H --> z_i = [h_start; h_end; w_sub; w_word; m]   (span_representation)
+    z_i --dropout 0.2--> linear --> class logits (O first)                  (Eq. 1 / Eq. 4 losses)
+    z_i --linear 128--> L2-normalise --> denoising space                    (section 3.2, Eqs. 6-9)
+    H'  --dense, GELU, LayerNorm, decoder tied to the word embeddings--> vocabulary logits (Eq. 2)
+
+The width part of z is the authors' two embeddings: the span's subword width (last minus
+first subword position) clipped to 0..3 (50-d; allennlp's `bucket_values` with 4 buckets is the
+identity below 5, so this is a plain clip), and its word count 1..max_span_len (100-d). The
+morphology part sums one 100-d embedding per word's case class (`glode.spans.morph_class`, 0..4)
+over the span's up-to-4 words; short spans are padded with id 5, whose embedding is fixed at 0.
+
+The 128-d projection: in the authors' code no loss ever reaches it, so it stays the random
+projection it was initialised as. `train_projection=False` (default) reproduces that: its
+weights are frozen and it is computed without autograd. `True` lets a future loss train it.
+
+The encoder is any Hugging Face encoder (`AutoModel`). `SpanModel.from_backbone(path, classes)`
+starts from pretrained weights; `save_pretrained` writes a standard directory (config.json with
+the encoder's own config inside it, model.safetensors), and `from_pretrained` rebuilds the encoder
+from that stored config, so loading never needs the hub or the original backbone directory.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers import AutoConfig, AutoModel, PretrainedConfig, PreTrainedModel
+from transformers.utils import ModelOutput
+
+log = logging.getLogger(__name__)
+
+MORPH_CLASSES = 5  # glode.spans.morph_class: upper, lower, title, digit, other
+MORPH_PAD = MORPH_CLASSES  # padding id of the per-word morphology slots (zero embedding)
+MLM_NORMALISATIONS = ("masked", "tokens")
+
+
+def subword_width_bucket(start: torch.Tensor, end: torch.Tensor, n_buckets: int = 4) -> torch.Tensor:
+    """Bucket of a span's subword width: end - start (0 for a one-subword span), clipped to n_buckets - 1."""
+    return (end - start).clamp(min=0, max=n_buckets - 1)
+
+
+class SpanModelConfig(PretrainedConfig):
+    """Configuration of `SpanModel`: the encoder's own config (as a dict) plus the span heads."""
+
+    model_type = "glode_span_model"
+
+    def __init__(
+        self,
+        encoder_config: dict | None = None,
+        classes: Sequence[str] | None = None,
+        max_span_len: int = 4,
+        subword_width_buckets: int = 4,
+        subword_width_dim: int = 50,
+        word_width_dim: int = 100,
+        morph_dim: int = 100,
+        dropout: float = 0.2,
+        projection_dim: int = 128,
+        train_projection: bool = False,
+        initializer_range: float = 0.02,
+        tie_word_embeddings: bool = True,
+        **kwargs,
+    ):
+        self.encoder_config = dict(encoder_config or {})
+        self.classes = list(classes) if classes is not None else ["O"]
+        if not self.classes or self.classes[0] != "O":
+            raise ValueError(f"classes must start with 'O', got {self.classes}")
+        self.max_span_len = max_span_len
+        self.subword_width_buckets = subword_width_buckets
+        self.subword_width_dim = subword_width_dim
+        self.word_width_dim = word_width_dim
+        self.morph_dim = morph_dim
+        self.dropout = dropout
+        self.projection_dim = projection_dim
+        self.train_projection = train_projection
+        self.initializer_range = initializer_range
+        self.tie_word_embeddings = tie_word_embeddings
+        kwargs.setdefault("id2label", {i: c for i, c in enumerate(self.classes)})
+        kwargs.setdefault("label2id", {c: i for i, c in enumerate(self.classes)})
+        super().__init__(**kwargs)
+        self.tie_word_embeddings = tie_word_embeddings
+
+    @property
+    def span_dim(self) -> int:
+        """Width of z: 2 * hidden + subword width + word width + morphology."""
+        return 2 * self.encoder_config["hidden_size"] + self.subword_width_dim + self.word_width_dim + self.morph_dim
+
+
+def build_encoder(encoder_config: dict) -> PreTrainedModel:
+    """A randomly initialised `AutoModel` from a stored config dict (no hub, no weights file)."""
+    values = dict(encoder_config)
+    model_type = values.pop("model_type")
+    config = AutoConfig.for_model(model_type, **values)
+    try:  # BERT-like encoders: the pooler is unused, leave it out
+        return AutoModel.from_config(config, add_pooling_layer=False)
+    except TypeError:
+        return AutoModel.from_config(config)
+
+
+class MaskedLMHead(nn.Module):
+    """dense -> GELU -> LayerNorm -> decoder (weight = the encoder's word embeddings) + bias.
+
+    The decoder's own weight is created on the meta device (no memory): `SpanModel` ties it to
+    the word embedding matrix, so the head's only new vocabulary-sized tensor is the bias.
+    """
+
+    def __init__(self, hidden_size: int, vocab_size: int, layer_norm_eps: float = 1e-12):
+        super().__init__()
+        self.dense = nn.Linear(hidden_size, hidden_size)
+        self.layer_norm = nn.LayerNorm(hidden_size, eps=layer_norm_eps)
+        self.decoder = nn.Linear(hidden_size, vocab_size, bias=False, device="meta")
+        self.bias = nn.Parameter(torch.zeros(vocab_size))
+
+    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
+        x = self.layer_norm(F.gelu(self.dense(hidden)))
+        return self.decoder(x) + self.bias
+
+
+@dataclass
+class SpanModelOutput(ModelOutput):
+    logits: torch.Tensor | None = None  # [n_spans, n_classes]
+    span_vectors: torch.Tensor | None = None  # z, [n_spans, span_dim]
+    projections: torch.Tensor | None = None  # L2-normalised 128-d projections of z (if asked for)
+
+
+class SpanModel(PreTrainedModel):
+    """Span classifier + denoising projection + tied MLM head over any HF encoder."""
+
+    config_class = SpanModelConfig
+    config: SpanModelConfig
+    main_input_name = "input_ids"
+    _supports_sdpa = True
+
+    def __init__(self, config: SpanModelConfig):
+        super().__init__(config)
+        self.encoder = build_encoder(config.encoder_config)
+        enc = self.encoder.config
+        hidden = enc.hidden_size
+        self.subword_width_embedding = nn.Embedding(config.subword_width_buckets, config.subword_width_dim)
+        self.word_width_embedding = nn.Embedding(config.max_span_len, config.word_width_dim)
+        self.morph_embedding = nn.Embedding(MORPH_CLASSES + 1, config.morph_dim, padding_idx=MORPH_PAD)
+        self.dropout = nn.Dropout(config.dropout)
+        self.classifier = nn.Linear(config.span_dim, len(config.classes))
+        self.projection = nn.Linear(config.span_dim, config.projection_dim)
+        word_embeddings = self.encoder.get_input_embeddings()
+        self.mlm_head = MaskedLMHead(hidden, word_embeddings.num_embeddings, getattr(enc, "layer_norm_eps", 1e-12))
+        # Where the word embeddings live depends on the encoder; tell HF's tying machinery.
+        embedding_name = next(n for n, p in self.encoder.named_parameters() if p is word_embeddings.weight)
+        self._tied_weights_keys = {"mlm_head.decoder.weight": f"encoder.{embedding_name}"}
+        self.post_init()
+        self.tie_mlm_decoder()
+        self.projection.requires_grad_(config.train_projection)
+
+    @classmethod
+    def from_pretrained(cls, *args, **kwargs):
+        """HF loading, then re-tie the MLM decoder and re-freeze the projection (loading resets both)."""
+        loaded = super().from_pretrained(*args, **kwargs)
+        model = loaded[0] if isinstance(loaded, tuple) else loaded
+        model.tie_mlm_decoder()
+        model.projection.requires_grad_(model.config.train_projection)
+        return loaded
+
+    # -- weights -------------------------------------------------------------------------------
+
+    def _init_weights(self, module):
+        super()._init_weights(module)
+        if isinstance(module, MaskedLMHead):
+            nn.init.zeros_(module.bias)
+        if isinstance(module, nn.Embedding) and module.padding_idx is not None:
+            with torch.no_grad():
+                module.weight[module.padding_idx].zero_()
+
+    def tie_mlm_decoder(self) -> None:
+        """Make the MLM decoder weight *be* the encoder's word embedding parameter (idempotent)."""
+        embedding = self.encoder.get_input_embeddings().weight
+        if self.mlm_head.decoder.weight is not embedding:
+            self.mlm_head.decoder.weight = embedding
+
+    def tie_weights(self, *args, **kwargs):
+        result = super().tie_weights(*args, **kwargs)
+        if hasattr(self, "mlm_head"):
+            self.tie_mlm_decoder()
+        return result
+
+    def get_input_embeddings(self) -> nn.Module:
+        return self.encoder.get_input_embeddings()
+
+    def get_output_embeddings(self) -> nn.Module:
+        return self.mlm_head.decoder
+
+    @property
+    def classes(self) -> list[str]:
+        return list(self.config.classes)
+
+    @classmethod
+    def from_backbone(cls, backbone: str | Path, classes: Sequence[str], **config_overrides) -> "SpanModel":
+        """A span model whose encoder holds the pretrained weights of `backbone` (HF name or path)."""
+        try:
+            pretrained = AutoModel.from_pretrained(str(backbone), add_pooling_layer=False)
+        except TypeError:
+            pretrained = AutoModel.from_pretrained(str(backbone))
+        config = SpanModelConfig(encoder_config=pretrained.config.to_dict(), classes=list(classes), **config_overrides)
+        model = cls(config)
+        model.encoder.load_state_dict(pretrained.state_dict(), strict=True)
+        model.config.backbone = str(backbone)
+        return model
+
+    def freeze_encoder_parts(self, freeze_word_embeddings: bool = False, train_top_layers: int = 0) -> None:
+        """CPU-demo economies. `train_top_layers=N>0` trains only the encoder's top N layers (embeddings
+        frozen); `freeze_word_embeddings` freezes the word embedding matrix (and with it the tied MLM
+        decoder; the MLM bias still trains). The span heads always train."""
+        n_layers = self.encoder.config.num_hidden_layers
+        layer_re = re.compile(r"(?:^|\.)layers?\.(\d+)\.")
+        if train_top_layers > 0:
+            for name, param in self.encoder.named_parameters():
+                match = layer_re.search(name)
+                param.requires_grad_(bool(match) and int(match.group(1)) >= n_layers - train_top_layers)
+        if freeze_word_embeddings or train_top_layers > 0:
+            self.encoder.get_input_embeddings().weight.requires_grad_(False)
+        if not self.config.train_projection:
+            self.projection.requires_grad_(False)
+
+    def trainable_parameter_groups(self, weight_decay: float) -> list[dict]:
+        """AdamW groups: decay on weight matrices, none on biases and LayerNorm weights (HF convention)."""
+        decay, no_decay, seen = [], [], set()
+        for name, param in self.named_parameters():
+            if not param.requires_grad or id(param) in seen:
+                continue
+            if name.startswith("projection.") and not self.config.train_projection:
+                continue
+            seen.add(id(param))
+            lowered = name.lower()
+            if name.endswith("bias") or "layernorm" in lowered or "layer_norm" in lowered:
+                no_decay.append(param)
+            else:
+                decay.append(param)
+        return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+    # -- forward pieces ------------------------------------------------------------------------
+
+    def encode(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """H = PLM(X): the encoder's last hidden states, [batch, seq, hidden]."""
+        return self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+
+    def span_representation(
+        self,
+        hidden: torch.Tensor,
+        span_sentence: torch.Tensor,
+        span_start: torch.Tensor,
+        span_end: torch.Tensor,
+        span_width: torch.Tensor,
+        span_width_bucket: torch.Tensor,
+        span_morph: torch.Tensor,
+    ) -> torch.Tensor:
+        """Section 3.1: z_i = [h_{b_i}; h_{e_i}; l_i; m_i], one row per span of the batch.
+
+        `span_sentence` is each span's row in `hidden`; `span_start`/`span_end` its first and last
+        subword positions; l_i = [subword-width bucket embedding; word-count embedding]
+        (`span_width` in words, 1..max_span_len); m_i = the sum of the per-word case-class
+        embeddings of `span_morph` [n_spans, max_span_len] (padding id 5 adds zero).
+        """
+        h_start = hidden[span_sentence, span_start]
+        h_end = hidden[span_sentence, span_end]
+        width_sub = self.subword_width_embedding(span_width_bucket)
+        width_word = self.word_width_embedding(span_width - 1)
+        morph = self.morph_embedding(span_morph).sum(dim=1)
+        return torch.cat([h_start, h_end, width_sub.to(h_start.dtype), width_word.to(h_start.dtype), morph.to(h_start.dtype)], dim=-1)
+
+    def classify(self, span_vectors: torch.Tensor) -> torch.Tensor:
+        """p_i before the softmax: a linear classifier on the dropped-out span vector."""
+        return self.classifier(self.dropout(span_vectors))
+
+    def project(self, span_vectors: torch.Tensor) -> torch.Tensor:
+        """The denoising space: L2-normalised 128-d linear projection of z (no gradient unless trained)."""
+        if self.config.train_projection:
+            return F.normalize(self.projection(span_vectors).float(), dim=-1)
+        with torch.no_grad():
+            return F.normalize(self.projection(span_vectors.detach()).float(), dim=-1)
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        span_sentence: torch.Tensor,
+        span_start: torch.Tensor,
+        span_end: torch.Tensor,
+        span_width: torch.Tensor,
+        span_width_bucket: torch.Tensor,
+        span_morph: torch.Tensor,
+        return_projections: bool = False,
+        **_: object,
+    ) -> SpanModelOutput:
+        hidden = self.encode(input_ids, attention_mask)
+        z = self.span_representation(hidden, span_sentence, span_start, span_end, span_width, span_width_bucket, span_morph)
+        logits = self.classify(z)
+        return SpanModelOutput(logits=logits, span_vectors=z, projections=self.project(z) if return_projections else None)
+
+    def masked_lm_logits(self, masked_input_ids: torch.Tensor, attention_mask: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Vocabulary logits p'_i of Eq. 2, only at the masked positions (row-major order of `mask`).
+
+        Tokens that are not masked contribute nothing to Eq. 2 (the indicator), so their
+        250k-way logits are never computed.
+        """
+        hidden = self.encode(masked_input_ids, attention_mask)
+        return self.mlm_head(hidden[mask])
+
+
+# -- losses ------------------------------------------------------------------------------------
+
+
+def per_sentence_mean(values: torch.Tensor, sentence_index: torch.Tensor, n_sentences: int) -> torch.Tensor:
+    """(1/N) sum_X (1/|S(X)|) sum_{s in S(X)} values_s: mean within each sentence, then over sentences.
+
+    Sentences with no element are left out of N (they have no term to average).
+    """
+    values = values.float()
+    sums = torch.zeros(n_sentences, dtype=values.dtype, device=values.device).index_add(0, sentence_index, values)
+    counts = torch.zeros(n_sentences, dtype=values.dtype, device=values.device).index_add(0, sentence_index, torch.ones_like(values))
+    present = counts > 0
+    if not bool(present.any()):
+        return values.sum() * 0.0
+    return (sums[present] / counts[present]).mean()
+
+
+def span_cross_entropy(logits: torch.Tensor, labels: torch.Tensor, span_sentence: torch.Tensor, n_sentences: int) -> torch.Tensor:
+    """Eq. 1: L_src = 1/N sum_X 1/|S(X)| sum_{s_i in S(X)} CE(p_i, y_i), gold class ids `labels`."""
+    losses = F.cross_entropy(logits.float(), labels, reduction="none")
+    return per_sentence_mean(losses, span_sentence, n_sentences)
+
+
+def soft_span_cross_entropy(logits: torch.Tensor, targets: torch.Tensor, span_sentence: torch.Tensor, n_sentences: int) -> torch.Tensor:
+    """Eq. 4: L_tgt = 1/N sum_X 1/|S(X)| sum_{s_i in S(X)} CE(p_i, p^_i), soft targets [n_spans, n_classes]."""
+    losses = -(targets.float() * F.log_softmax(logits.float(), dim=-1)).sum(dim=-1)
+    return per_sentence_mean(losses, span_sentence, n_sentences)
+
+
+def mask_tokens(
+    input_ids: torch.Tensor,
+    attention_mask: torch.Tensor,
+    mask_token_id: int,
+    special_token_ids: Sequence[int],
+    rate: float = 0.25,
+    generator: torch.Generator | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """X -> X' for Eq. 2: each real token becomes `<mask>` with probability `rate` (r_m = 0.25).
+
+    Never masks padding (attention_mask 0) or `special_token_ids` (`<s>`, `</s>`, `<pad>`).
+    Every chosen token becomes `<mask>` (the authors' form; no BERT-style 80/10/10 split).
+    The draw uses `generator` on the CPU, so a seed gives the same masks on any device.
+    Returns (masked ids, boolean mask of the masked positions).
+    """
+    cpu_ids = input_ids.detach().cpu()
+    maskable = attention_mask.detach().cpu().bool()
+    for special in special_token_ids:
+        maskable &= cpu_ids != special
+    draw = torch.rand(cpu_ids.shape, generator=generator)
+    mask = (draw < rate) & maskable
+    masked = cpu_ids.masked_fill(mask, mask_token_id)
+    return masked.to(input_ids.device), mask.to(input_ids.device)
+
+
+def masked_lm_loss(
+    logits: torch.Tensor,
+    target_ids: torch.Tensor,
+    token_sentence: torch.Tensor,
+    sentence_lengths: torch.Tensor,
+    normalisation: str = "masked",
+) -> torch.Tensor:
+    """Eq. 2, the MLM loss on target sentences, from the logits at the masked positions.
+
+    `normalisation="masked"` (default, the authors' code): mean CE over all masked tokens of the
+    batch. `"tokens"` (the paper's formula): per sentence, the sum of CE over its masked tokens
+    divided by |X'|, its number of maskable tokens (`sentence_lengths`, without `<s>`/`</s>`),
+    then the mean over the batch's sentences. Returns 0 when nothing was masked.
+    """
+    if normalisation not in MLM_NORMALISATIONS:
+        raise ValueError(f"mlm normalisation must be one of {MLM_NORMALISATIONS}, got {normalisation!r}")
+    if logits.shape[0] == 0:
+        return logits.sum() * 0.0
+    losses = F.cross_entropy(logits.float(), target_ids, reduction="none")
+    if normalisation == "masked":
+        return losses.mean()
+    per_sentence = torch.zeros(sentence_lengths.shape[0], dtype=losses.dtype, device=losses.device).index_add(0, token_sentence, losses)
+    return (per_sentence / sentence_lengths.clamp(min=1).to(losses.dtype)).mean()
+
+
+def load_span_model(path: str | Path, device: torch.device | str = "cpu") -> tuple[SpanModel, object]:
+    """A saved span model (eval mode, on `device`) and the tokenizer saved next to it."""
+    from transformers import AutoTokenizer
+
+    model = SpanModel.from_pretrained(str(path))
+    tokenizer = AutoTokenizer.from_pretrained(str(path))
+    return model.to(device).eval(), tokenizer

@@ -1,0 +1,298 @@
+"""`glode train-source`: the source model of paper Eq. 3, L_S = L_src + w * L_mlm.
+
+Each step takes one batch of labeled source sentences (span cross-entropy over all their
+candidate spans, Eq. 1) and one batch of unlabeled target sentences (masked-LM loss, Eq. 2) and
+backpropagates L_src + w * L_mlm; gradients are accumulated over `grad_accumulation` steps
+(8 x 4 = the paper's batch of 32) before one AdamW update. An epoch is one pass over the source
+sentences; the target batches cycle through the target sentences, reshuffled on every pass.
+`--use-mlm false` drops the MLM term and never reads target batches: the ablation "w/o mlm
+init" and the plain zero-shot baseline.
+
+Outputs: --out, a Hugging Face model directory (config.json, model.safetensors, the tokenizer,
+and glode_training.json with the options and inputs), written atomically; --train-log, one JSON
+line per optimizer update (step, epoch, loss_src, loss_mlm, loss_total, lr, sentences_per_s =
+source sentences per second over that update).
+
+Same seed, same machine and same thread count -> identical weights: all randomness comes from
+`seed` (model heads' initialisation, dropout, batch order, MLM masks, demo subsampling).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import dataclasses
+import json
+import logging
+import math
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import pandas as pd
+import torch
+
+from glode.batching import build_items, make_loader, move_batch, read_spans
+from glode.data import class_names, load_sentences
+from glode.device import autocast, describe_device, make_generator, seed_everything, select_device
+from glode.io import GlodeInputError, atomic_dir, atomic_path, read_parquet_metadata, setup_logging, write_json
+from glode.model import MLM_NORMALISATIONS, SpanModel, mask_tokens, masked_lm_loss, span_cross_entropy
+from glode.options import add_options, option, options_from_args
+
+log = logging.getLogger(__name__)
+
+# Offsets that tell the run's random streams apart (glode.device.make_generator).
+_STREAM_SOURCE_ORDER, _STREAM_TARGET_ORDER, _STREAM_MASKS, _STREAM_SUBSAMPLE = 0, 1, 2, 3
+
+
+@dataclass
+class SourceTrainingOptions:
+    epochs: int = option(8, "passes over the source sentences (paper: 8)")
+    batch_size: int = option(8, "sentences per source batch and per target batch")
+    grad_accumulation: int = option(4, "batches per optimizer update (8 x 4 = the paper's 32)")
+    lr: float = option(1e-5, "AdamW learning rate")
+    adam_beta1: float = option(0.9, "AdamW beta1")
+    adam_beta2: float = option(0.98, "AdamW beta2")
+    adam_eps: float = option(1e-8, "AdamW epsilon")
+    weight_decay: float = option(0.01, "AdamW weight decay (not on biases and LayerNorm weights)")
+    warmup_steps: int = option(50, "linear warm-up updates, then linear decay to 0")
+    grad_clip: float = option(1.0, "gradient norm clipping (0 = off)")
+    dropout: float = option(0.2, "dropout on the span vector before the classifier")
+    mask_rate: float = option(0.25, "MLM mask rate r_m")
+    mlm_weight: float = option(1e-3, "w in Eq. 3 (paper: 1e-3; 1e-5 for es)")
+    mlm_normalisation: str = option("masked", "Eq. 2 averaging: 'masked' (authors: mean over masked tokens) or 'tokens' (paper: 1/|X'| per sentence)")
+    use_mlm: bool = option(True, "false: no MLM term (ablation 'w/o mlm init', zero-shot baseline)")
+    train_projection: bool = option(False, "let gradients reach the 128-d projection head (authors: never trained)")
+    seed: int = option(1, "seed of everything random in the run")
+    max_seq_len: int = option(128, "encoder window in subwords (must match the spans files)")
+    max_span_len: int = option(4, "longest span in words (must match the spans files)")
+    freeze_word_embeddings: bool = option(False, "CPU demo: freeze the word embeddings (and the tied MLM decoder)")
+    train_top_layers: int = option(0, "CPU demo: train only the encoder's top N layers (0 = all)")
+    max_source_sentences: int = option(0, "demo scale: seeded subsample of the source sentences (0 = all)")
+    max_target_sentences: int = option(0, "demo scale: seeded subsample of the target sentences (0 = all)")
+    device: str = option("auto", "auto (CUDA with bf16 autocast if available, else CPU fp32), cpu, cuda, cuda:N")
+    num_workers: int = option(0, "DataLoader worker processes")
+
+    def validate(self) -> None:
+        if self.mlm_normalisation not in MLM_NORMALISATIONS:
+            raise ValueError(f"--mlm-normalisation must be one of {MLM_NORMALISATIONS}")
+        if self.batch_size < 1 or self.grad_accumulation < 1 or self.epochs < 1:
+            raise ValueError("--epochs, --batch-size and --grad-accumulation must be >= 1")
+        if not 0.0 <= self.mask_rate <= 1.0:
+            raise ValueError("--mask-rate must be in [0, 1]")
+
+
+def subsample(df: pd.DataFrame, limit: int, seed: int, stream: int) -> pd.DataFrame:
+    """A seeded random subset of `limit` rows (all when limit <= 0), kept in file order."""
+    if limit <= 0 or limit >= len(df):
+        return df
+    generator = make_generator(seed, stream)
+    keep = torch.randperm(len(df), generator=generator)[:limit].sort().values.numpy()
+    return df.iloc[keep].reset_index(drop=True)
+
+
+def cycle(loader, sampler) -> Iterator[dict]:
+    """Batches of `loader` forever; the sampler reshuffles on every pass."""
+    epoch = 0
+    while True:
+        sampler.set_epoch(epoch)
+        yield from loader
+        epoch += 1
+
+
+def special_token_ids(tokenizer) -> list[int]:
+    """<s>, </s>, <pad> (and their BERT-style equivalents where a tokenizer uses those)."""
+    ids = {tokenizer.cls_token_id, tokenizer.sep_token_id, tokenizer.bos_token_id, tokenizer.eos_token_id, tokenizer.pad_token_id}
+    return sorted(i for i in ids if i is not None)
+
+
+def _new_group() -> dict:
+    return {"loss_src": 0.0, "loss_mlm": 0.0, "loss_total": 0.0, "sentences": 0, "batches": 0, "started": time.perf_counter()}
+
+
+def _mlm_step(model: SpanModel, batch: dict, mask_token_id: int, specials: list[int], opts: SourceTrainingOptions, generator: torch.Generator, device: torch.device) -> torch.Tensor:
+    """L_mlm (Eq. 2) of one target batch: mask r_m of its tokens, predict them."""
+    masked_ids, mask = mask_tokens(batch["input_ids"], batch["attention_mask"], mask_token_id, specials, opts.mask_rate, generator)
+    batch = move_batch(batch, device)
+    masked_ids, mask = masked_ids.to(device), mask.to(device)
+    with autocast(device):
+        logits = model.masked_lm_logits(masked_ids, batch["attention_mask"], mask)
+    token_sentence = mask.nonzero(as_tuple=True)[0]
+    return masked_lm_loss(logits, batch["input_ids"][mask], token_sentence, batch["n_maskable"], opts.mlm_normalisation)
+
+
+def train_source(
+    source_sentences: Path,
+    source_spans: Path,
+    target_sentences: Path | None,
+    backbone: str,
+    entity_types: list[str] | None,
+    out: Path,
+    train_log: Path | None,
+    opts: SourceTrainingOptions,
+    progress: bool | None = None,
+) -> dict:
+    """Train the source model (Eq. 3) and save it to `out`; returns a summary dict."""
+    from transformers import AutoTokenizer, get_linear_schedule_with_warmup
+    from tqdm.auto import tqdm
+
+    opts.validate()
+    seed_everything(opts.seed)
+    device = select_device(opts.device)
+    log.info("device: %s", describe_device(device))
+
+    src = subsample(load_sentences(source_sentences), opts.max_source_sentences, opts.seed, _STREAM_SUBSAMPLE)
+    if "tags" not in src.columns:
+        raise GlodeInputError(source_sentences, "source sentences must be labeled (no `tags` column)")
+    src_meta = read_parquet_metadata(source_sentences)
+    entity_types = list(entity_types or src_meta.get("entity_types") or [])
+    if not entity_types:
+        raise GlodeInputError(source_sentences, "no entity types given (--entity-types) and none in the file's metadata")
+    classes = class_names(entity_types)
+    spans = read_spans(source_spans)
+    spans = spans[spans["sent_id"].isin(set(src["sent_id"].tolist()))].reset_index(drop=True)
+    if spans["label"].isna().any():
+        raise GlodeInputError(source_spans, "source spans must carry gold labels (found null labels)")
+
+    tokenizer = AutoTokenizer.from_pretrained(str(backbone))
+    source_items = build_items(src, tokenizer, opts.max_seq_len, spans, classes, max_span_len=opts.max_span_len, spans_path=source_spans)
+    target_items: list[dict] = []
+    if opts.use_mlm:
+        if target_sentences is None:
+            raise ValueError("--target-sentences is required unless --use-mlm false")
+        tgt = subsample(load_sentences(target_sentences), opts.max_target_sentences, opts.seed, _STREAM_SUBSAMPLE + 1)
+        target_items = build_items(tgt, tokenizer, opts.max_seq_len)
+    log.info("source: %d sentences, %d spans; target (MLM): %d sentences; classes %s", len(source_items), len(spans), len(target_items), classes)
+
+    model = SpanModel.from_backbone(backbone, classes, dropout=opts.dropout, max_span_len=opts.max_span_len, train_projection=opts.train_projection)
+    model.freeze_encoder_parts(opts.freeze_word_embeddings, opts.train_top_layers)
+    model.to(device).train()
+    groups = model.trainable_parameter_groups(opts.weight_decay)
+    n_trainable = sum(p.numel() for g in groups for p in g["params"])
+    log.info("parameters: %d trainable of %d", n_trainable, sum(p.numel() for p in model.parameters()))
+    optimizer = torch.optim.AdamW(groups, lr=opts.lr, betas=(opts.adam_beta1, opts.adam_beta2), eps=opts.adam_eps)
+
+    pad_id = tokenizer.pad_token_id
+    src_loader, src_sampler = make_loader(source_items, opts.batch_size, pad_id, shuffle=True, seed=opts.seed * 1000 + _STREAM_SOURCE_ORDER, num_workers=opts.num_workers)
+    target_batches = None
+    if opts.use_mlm:
+        tgt_loader, tgt_sampler = make_loader(target_items, opts.batch_size, pad_id, shuffle=True, seed=opts.seed * 1000 + _STREAM_TARGET_ORDER, num_workers=opts.num_workers)
+        target_batches = cycle(tgt_loader, tgt_sampler)
+    mask_generator = make_generator(opts.seed, _STREAM_MASKS)
+    specials = special_token_ids(tokenizer)
+
+    batches_per_epoch = len(src_sampler)
+    updates_per_epoch = math.ceil(batches_per_epoch / opts.grad_accumulation)
+    total_updates = updates_per_epoch * opts.epochs
+    scheduler = get_linear_schedule_with_warmup(optimizer, opts.warmup_steps, total_updates)
+    params = [p for g in groups for p in g["params"]]
+
+    if progress is None:
+        progress = sys.stderr.isatty()
+    bar = tqdm(total=total_updates, desc="train-source", unit="update", disable=not progress)
+    step = 0
+    last: dict = {}
+    started = time.perf_counter()
+    with contextlib.ExitStack() as outputs:
+        # The log goes to a temporary file renamed into place together with the model, at the end.
+        log_file = outputs.enter_context(open(outputs.enter_context(atomic_path(train_log)), "w", encoding="utf-8")) if train_log else None
+        for epoch in range(opts.epochs):
+            src_sampler.set_epoch(epoch)
+            group = _new_group()
+            for i, batch in enumerate(src_loader):
+                # the last update of an epoch may gather fewer batches; average over those it has
+                group_size = min(opts.grad_accumulation, batches_per_epoch - (i // opts.grad_accumulation) * opts.grad_accumulation)
+                batch = move_batch(batch, device)
+                with autocast(device):
+                    output = model(**batch)
+                loss_src = span_cross_entropy(output.logits, batch["labels"], batch["span_sentence"], batch["input_ids"].shape[0])
+                loss_mlm = torch.zeros((), device=device)
+                if target_batches is not None:
+                    loss_mlm = _mlm_step(model, next(target_batches), tokenizer.mask_token_id, specials, opts, mask_generator, device)
+                loss = loss_src + opts.mlm_weight * loss_mlm  # Eq. 3
+                (loss / group_size).backward()
+                group["loss_src"] += loss_src.item() / group_size
+                group["loss_mlm"] += loss_mlm.item() / group_size
+                group["loss_total"] += loss.item() / group_size
+                group["sentences"] += batch["input_ids"].shape[0]
+                group["batches"] += 1
+                if group["batches"] < group_size:
+                    continue
+                if opts.grad_clip > 0:
+                    torch.nn.utils.clip_grad_norm_(params, opts.grad_clip)
+                lr = scheduler.get_last_lr()[0]
+                optimizer.step()
+                scheduler.step()
+                optimizer.zero_grad(set_to_none=True)
+                step += 1
+                elapsed = time.perf_counter() - group["started"]
+                last = {
+                    "step": step,
+                    "epoch": epoch,
+                    "loss_src": group["loss_src"],
+                    "loss_mlm": group["loss_mlm"] if opts.use_mlm else None,
+                    "loss_total": group["loss_total"],
+                    "lr": lr,
+                    "sentences_per_s": group["sentences"] / elapsed if elapsed > 0 else None,
+                }
+                if log_file is not None:
+                    log_file.write(json.dumps(last) + "\n")
+                bar.update(1)
+                bar.set_postfix(epoch=epoch, loss=f"{group['loss_total']:.4f}")
+                group = _new_group()
+            log.info("epoch %d/%d done: update %d, loss_src %.4f, loss_mlm %s", epoch + 1, opts.epochs, step, last.get("loss_src", float("nan")), last.get("loss_mlm"))
+        bar.close()
+
+        summary = {
+            "options": dataclasses.asdict(opts),
+            "inputs": {
+                "source_sentences": str(source_sentences),
+                "source_spans": str(source_spans),
+                "target_sentences": str(target_sentences) if target_sentences else None,
+                "backbone": str(backbone),
+            },
+            "classes": classes,
+            "source_sentences": len(source_items),
+            "source_spans": int(len(spans)),
+            "target_sentences": len(target_items),
+            "updates": step,
+            "last": last,
+            "seconds": time.perf_counter() - started,
+            "device": describe_device(device),
+            "torch": torch.__version__,
+        }
+        model.eval()
+        with atomic_dir(out) as tmp:
+            model.save_pretrained(str(tmp))
+            tokenizer.save_pretrained(str(tmp))
+            write_json(summary, Path(tmp) / "glode_training.json")
+    log.info("saved source model to %s (%d updates, %.0f s)", out, step, summary["seconds"])
+    return summary
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="glode train-source", description=__doc__.splitlines()[0])
+    parser.add_argument("--source-sentences", required=True, type=Path, help="labeled source train sentences Parquet")
+    parser.add_argument("--source-spans", required=True, type=Path, help="its spans Parquet (with gold labels)")
+    parser.add_argument("--target-sentences", type=Path, help="unlabeled target train sentences Parquet (MLM; required unless --use-mlm false)")
+    parser.add_argument("--backbone", required=True, help="Hugging Face encoder name or directory (with its tokenizer)")
+    parser.add_argument("--entity-types", nargs="+", help="label set without O, in class order (default: the source file's metadata)")
+    parser.add_argument("--out", required=True, type=Path, help="model directory to write")
+    parser.add_argument("--train-log", type=Path, help="JSONL training log to write")
+    parser.add_argument("--log", type=Path, help="also log to this file")
+    add_options(parser, SourceTrainingOptions, "training options")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    setup_logging(args.log)
+    opts = options_from_args(SourceTrainingOptions, args)
+    train_source(args.source_sentences, args.source_spans, args.target_sentences, args.backbone, args.entity_types, args.out, args.train_log, opts)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
