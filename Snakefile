@@ -15,6 +15,9 @@ include: "workflow/rules/common.smk"
 include: "workflow/rules/backbone.smk"
 include: "workflow/rules/prepare.smk"
 include: "workflow/rules/spans.smk"
+include: "workflow/rules/source.smk"
+include: "workflow/rules/predict.smk"
+include: "workflow/rules/evaluate.smk"
 
 
 rule all:
@@ -22,3 +25,5 @@ rule all:
     input:
         all_sentence_files(),
         all_span_files(),
+        source_evaluation_files(),
+        initial_pseudo_label_files(),

@@ -27,12 +27,10 @@ from glode.spans import encode_words, word_subword_bounds
 
 
 def read_spans(path: os.PathLike | str, columns: Sequence[str] | None = None) -> pd.DataFrame:
-    """A spans Parquet as a DataFrame, ignoring the pandas metadata stored in the file.
+    """A spans Parquet as a DataFrame, `morph` kept Arrow-backed (fast to pad, little memory).
 
-    `glode spans` writes a DataFrame with pyarrow-backed list columns, and pandas 3 cannot read
-    back the dtype name that leaves in the file's pandas metadata (`list<item: int8>[pyarrow]`),
-    so `pd.read_parquet` fails on it; reading through pyarrow without that metadata works for
-    any spans file.
+    Any pandas metadata in the file is ignored: files written before `glode.io.write_parquet`
+    dropped it name dtypes (`list<item: int8>[pyarrow]`) that pandas 3 cannot parse back.
     """
     import pyarrow.parquet as pq
 
@@ -43,7 +41,8 @@ def read_spans(path: os.PathLike | str, columns: Sequence[str] | None = None) ->
     missing = {"sent_id", "start", "end"} - set(table.column_names)
     if missing:
         raise GlodeInputError(path, f"not a spans file: missing columns {sorted(missing)}")
-    return table.to_pandas(ignore_metadata=True)
+    # list columns (morph) stay Arrow-backed: converting ~1M small lists to Python objects is slow
+    return table.to_pandas(ignore_metadata=True, types_mapper=lambda t: pd.ArrowDtype(t) if pa.types.is_list(t) else None)
 
 
 def padded_morph(spans: pd.DataFrame, max_span_len: int, path: os.PathLike | str = "<spans>") -> np.ndarray:

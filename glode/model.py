@@ -17,6 +17,9 @@ The 128-d projection: in the authors' code no loss ever reaches it, so it stays 
 projection it was initialised as. `train_projection=False` (default) reproduces that: its
 weights are frozen and it is computed without autograd. `True` lets a future loss train it.
 
+`dropout` (0.2) is the dropout on z before the classifier; the encoder keeps its own
+configured dropout (0.1 for e5-small and XLM-R).
+
 The encoder is any Hugging Face encoder (`AutoModel`). `SpanModel.from_backbone(path, classes)`
 starts from pretrained weights; `save_pretrained` writes a standard directory (config.json with
 the encoder's own config inside it, model.safetensors), and `from_pretrained` rebuilds the encoder
@@ -25,6 +28,7 @@ from that stored config, so loading never needs the hub or the original backbone
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 from dataclasses import dataclass
@@ -332,7 +336,11 @@ def per_sentence_mean(values: torch.Tensor, sentence_index: torch.Tensor, n_sent
 
 
 def span_cross_entropy(logits: torch.Tensor, labels: torch.Tensor, span_sentence: torch.Tensor, n_sentences: int) -> torch.Tensor:
-    """Eq. 1: L_src = 1/N sum_X 1/|S(X)| sum_{s_i in S(X)} CE(p_i, y_i), gold class ids `labels`."""
+    """Eq. 1: L_src = 1/N sum_X 1/|S(X)| sum_{s_i in S(X)} CE(p_i, y_i), gold class ids `labels`.
+
+    Computed per batch (N = the batch's sentences that have spans): the minibatch estimate of
+    the dataset mean. Every sentence weighs the same, however many spans it has.
+    """
     losses = F.cross_entropy(logits.float(), labels, reduction="none")
     return per_sentence_mean(losses, span_sentence, n_sentences)
 
@@ -393,10 +401,28 @@ def masked_lm_loss(
     return (per_sentence / sentence_lengths.clamp(min=1).to(losses.dtype)).mean()
 
 
-def load_span_model(path: str | Path, device: torch.device | str = "cpu") -> tuple[SpanModel, object]:
-    """A saved span model (eval mode, on `device`) and the tokenizer saved next to it."""
+# `AutoConfig` / `AutoModel` (and `AutoTokenizer`, which reads config.json) know the saved directories.
+AutoConfig.register(SpanModelConfig.model_type, SpanModelConfig, exist_ok=True)
+AutoModel.register(SpanModelConfig, SpanModel, exist_ok=True)
+
+
+@functools.lru_cache(maxsize=4)
+def _cached_tokenizer(name_or_path: str, stamp: tuple):
     from transformers import AutoTokenizer
 
+    return AutoTokenizer.from_pretrained(name_or_path)
+
+
+def load_tokenizer(name_or_path: str | Path):
+    """`AutoTokenizer.from_pretrained`, cached per process (keyed on the directory's tokenizer files'
+    modification times): the 250k-piece XLM-R tokenizer takes seconds to load, and tests and
+    notebooks call several stages in one process. Callers must not change its settings."""
+    path = Path(name_or_path)
+    stamp = tuple(sorted((f.name, f.stat().st_mtime_ns) for f in path.glob("tokenizer*"))) if path.is_dir() else ()
+    return _cached_tokenizer(str(name_or_path), stamp)
+
+
+def load_span_model(path: str | Path, device: torch.device | str = "cpu") -> tuple[SpanModel, object]:
+    """A saved span model (eval mode, on `device`) and the tokenizer saved next to it."""
     model = SpanModel.from_pretrained(str(path))
-    tokenizer = AutoTokenizer.from_pretrained(str(path))
-    return model.to(device).eval(), tokenizer
+    return model.to(device).eval(), load_tokenizer(path)

@@ -39,8 +39,22 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--gold-out", type=Path, default=None, help="hidden gold Parquet (required for a target train split)")
     parser.add_argument("--download", action="store_true", help="download a missing file from the manifest's source_url")
     parser.add_argument("--download-dir", type=Path, default=None, help="where downloads go (default: --data-root)")
+    parser.add_argument(
+        "--max-sentences", type=int, default=0,
+        help="demo scale: keep a seeded random sample of this many sentences of a train split, in file order (0 = all; dev and test are always whole)",
+    )
+    parser.add_argument("--sample-seed", type=int, default=0, help="seed of that sample")
     parser.add_argument("--log", type=Path, default=None, help="also log to this file")
     return parser
+
+
+def sample_indices(n: int, max_sentences: int, seed: int) -> list[int]:
+    """Seeded sample of sentence indices in file order; all of them when max_sentences is 0 or >= n."""
+    if max_sentences <= 0 or max_sentences >= n:
+        return list(range(n))
+    import random
+
+    return sorted(random.Random(seed).sample(range(n), max_sentences))
 
 
 def _list_column(rows: list[list[str]]) -> pa.Array:
@@ -96,7 +110,13 @@ def prepare(args: argparse.Namespace) -> None:
         "scheme": entry.scheme,
         "encoding": entry.encoding,
     }
-    sent_ids = pa.array(range(len(sentences)), type=pa.int64())
+    # Counts were checked on the whole file; a demo-scale sample keeps the original sent_ids.
+    keep = sample_indices(len(sentences), args.max_sentences if args.split == "train" else 0, args.sample_seed)
+    if len(keep) < len(sentences):
+        metadata["sample"] = {"max_sentences": args.max_sentences, "seed": args.sample_seed, "of": len(sentences)}
+        log.info("keeping a seeded sample of %d of %d sentences (demo scale)", len(keep), len(sentences))
+    sentences = [sentences[i] for i in keep]
+    sent_ids = pa.array(keep, type=pa.int64())
     tokens = _list_column([s.tokens for s in sentences])
     tags = _list_column([s.tags for s in sentences])
     columns = {"sent_id": sent_ids, "line": pa.array([s.line for s in sentences], type=pa.int64()), "tokens": tokens}

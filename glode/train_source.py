@@ -13,8 +13,13 @@ and glode_training.json with the options and inputs), written atomically; --trai
 line per optimizer update (step, epoch, loss_src, loss_mlm, loss_total, lr, sentences_per_s =
 source sentences per second over that update).
 
-Same seed, same machine and same thread count -> identical weights: all randomness comes from
-`seed` (model heads' initialisation, dropout, batch order, MLM masks, demo subsampling).
+Same seed, same machine and same thread count -> identical weights on the CPU: all randomness
+comes from `seed` (model heads' initialisation, dropout, batch order, MLM masks, demo
+subsampling). On CUDA, atomic additions (index_add, embedding backward) can still differ in the
+last bits between runs.
+
+AdamW decays weight matrices only (not biases and LayerNorm weights, the usual Hugging Face
+grouping); the warm-up/decay schedule counts optimizer updates, not batches.
 """
 
 from __future__ import annotations
@@ -38,7 +43,7 @@ from glode.batching import build_items, make_loader, move_batch, read_spans
 from glode.data import class_names, load_sentences
 from glode.device import autocast, describe_device, make_generator, seed_everything, select_device
 from glode.io import GlodeInputError, atomic_dir, atomic_path, read_parquet_metadata, setup_logging, write_json
-from glode.model import MLM_NORMALISATIONS, SpanModel, mask_tokens, masked_lm_loss, span_cross_entropy
+from glode.model import MLM_NORMALISATIONS, SpanModel, load_tokenizer, mask_tokens, masked_lm_loss, span_cross_entropy
 from glode.options import add_options, option, options_from_args
 
 log = logging.getLogger(__name__)
@@ -135,7 +140,7 @@ def train_source(
     progress: bool | None = None,
 ) -> dict:
     """Train the source model (Eq. 3) and save it to `out`; returns a summary dict."""
-    from transformers import AutoTokenizer, get_linear_schedule_with_warmup
+    from transformers import get_linear_schedule_with_warmup
     from tqdm.auto import tqdm
 
     opts.validate()
@@ -152,11 +157,12 @@ def train_source(
         raise GlodeInputError(source_sentences, "no entity types given (--entity-types) and none in the file's metadata")
     classes = class_names(entity_types)
     spans = read_spans(source_spans)
-    spans = spans[spans["sent_id"].isin(set(src["sent_id"].tolist()))].reset_index(drop=True)
+    if opts.max_source_sentences > 0:  # keep the subsample's spans (otherwise a stray sent_id is an error)
+        spans = spans[spans["sent_id"].isin(set(src["sent_id"].tolist()))].reset_index(drop=True)
     if spans["label"].isna().any():
         raise GlodeInputError(source_spans, "source spans must carry gold labels (found null labels)")
 
-    tokenizer = AutoTokenizer.from_pretrained(str(backbone))
+    tokenizer = load_tokenizer(backbone)
     source_items = build_items(src, tokenizer, opts.max_seq_len, spans, classes, max_span_len=opts.max_span_len, spans_path=source_spans)
     target_items: list[dict] = []
     if opts.use_mlm:

@@ -328,3 +328,30 @@ def test_prepare_with_download(tmp_path):
     assert run_prepare(root, out, "--download", "--download-dir", str(downloads)) == 0
     assert read_parquet_metadata(out)["source_path"] == str(downloads / "conll/xx/dev.txt")
     assert len(load_sentences(out)) == 2
+
+
+# --- demo-scale sampling ------------------------------------------------------------------------
+
+def test_sample_indices_seeded_in_file_order():
+    first = prepare.sample_indices(100, 10, seed=3)
+    assert first == prepare.sample_indices(100, 10, seed=3) and first == sorted(first) and len(set(first)) == 10
+    assert first != prepare.sample_indices(100, 10, seed=4)
+    assert prepare.sample_indices(5, 0, seed=1) == [0, 1, 2, 3, 4]
+    assert prepare.sample_indices(5, 9, seed=1) == [0, 1, 2, 3, 4]
+
+
+def test_prepare_samples_train_but_checks_whole_file(tmp_path):
+    root = make_root(tmp_path, split="train")
+    out, gold = tmp_path / "train.parquet", tmp_path / "gold.parquet"
+    assert run_prepare(root, out, "--gold-out", str(gold), "--max-sentences", "1", "--sample-seed", "0", split="train", role="target") == 0
+    words, hidden = load_sentences(out), load_hidden_gold(gold)
+    assert len(words) == 1 and words["sent_id"].tolist() == hidden["sent_id"].tolist()
+    kept = words["sent_id"].iat[0]
+    assert words["tokens"].iat[0] == [["EU", "rejects", "German"], ["Peter", "Blackburn"]][kept]
+    assert read_parquet_metadata(out)["sample"] == {"max_sentences": 1, "seed": 0, "of": 2}
+
+
+def test_prepare_never_samples_test_split(tmp_path):
+    out = tmp_path / "dev.parquet"
+    assert run_prepare(make_root(tmp_path), out, "--max-sentences", "1") == 0
+    assert len(load_sentences(out)) == 2

@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pytest
+import torch
 
 from glode.io import read_parquet_metadata, write_parquet
 
@@ -64,19 +65,16 @@ def write_spans(df: pd.DataFrame, path, tokenizer, labeled: bool) -> None:
 
     source = df if labeled else df.drop(columns=["tags"])
     table, stats = build_span_table(source, tokenizer, max_span_len=4, max_seq_len=128)
-    # Without the pandas metadata: pandas 3 cannot read back the ArrowDtype names that
-    # `glode spans` leaves there (reported; glode.batching.read_spans copes with both forms).
-    table = pa.Table.from_pandas(table, preserve_index=False).replace_schema_metadata(None)
     write_parquet(table, path, metadata={**stats, "entity_types": ENTITY_TYPES, "labeled": labeled})
     (path.parent / (path.stem + ".stats.json")).write_text(json.dumps(stats))
 
 
 @pytest.fixture(scope="module")
 def synthetic_data(tmp_path_factory, tiny_backbone):
-    from transformers import AutoTokenizer
+    from glode.model import load_tokenizer
 
     root = tmp_path_factory.mktemp("synthetic")
-    tokenizer = AutoTokenizer.from_pretrained(str(tiny_backbone))
+    tokenizer = load_tokenizer(tiny_backbone)
     en_train = synthetic_sentences(48, seed=1)
     xx_train = synthetic_sentences(40, seed=2, lang_suffix="s")
     xx_test = synthetic_sentences(24, seed=3, lang_suffix="s")
@@ -89,66 +87,105 @@ def synthetic_data(tmp_path_factory, tiny_backbone):
     return root
 
 
-def test_train_pseudo_label_evaluate(synthetic_data, tiny_backbone, tmp_path):
-    from glode import evaluate, pseudo_label, train_source
+@pytest.fixture(scope="module")
+def source_model(synthetic_data, tiny_backbone, tmp_path_factory):
+    """One train-source run (1 epoch, 48 sentences, 3 updates of 2 x 8 sentences); returns (model dir, train log)."""
+    from glode import train_source
 
     d = synthetic_data
-    model_dir = tmp_path / "source_model"
-    train_log = tmp_path / "train.jsonl"
+    out = tmp_path_factory.mktemp("source")
     rc = train_source.main([
         "--source-sentences", str(d / "en_train.parquet"),
         "--source-spans", str(d / "en_train.spans.parquet"),
         "--target-sentences", str(d / "xx_train.parquet"),
         "--backbone", str(tiny_backbone),
         "--entity-types", *ENTITY_TYPES,
-        "--out", str(model_dir),
-        "--train-log", str(train_log),
+        "--out", str(out / "model"),
+        "--train-log", str(out / "train.jsonl"),
         "--epochs", "1", "--batch-size", "8", "--grad-accumulation", "2", "--warmup-steps", "1", "--lr", "1e-3",
         "--device", "cpu",
     ])  # fmt: skip
     assert rc == 0
+    return out / "model", out / "train.jsonl"
+
+
+def test_train_source_outputs(source_model):
+    model_dir, train_log = source_model
     assert (model_dir / "config.json").exists() and (model_dir / "model.safetensors").exists()
-    assert (model_dir / "tokenizer.json").exists() or (model_dir / "tokenizer_config.json").exists()
+    assert (model_dir / "tokenizer.json").exists() and (model_dir / "glode_training.json").exists()
+    assert not [p for p in model_dir.parent.iterdir() if p.name.startswith(".")]  # no temporary leftovers
     records = [json.loads(line) for line in train_log.read_text().splitlines()]
     assert [r["step"] for r in records] == [1, 2, 3]  # 48 sentences / 8 = 6 batches / 2 = 3 updates
     for r in records:
         assert set(r) >= {"step", "epoch", "loss_src", "loss_mlm", "loss_total", "lr", "sentences_per_s"}
         assert r["loss_total"] == pytest.approx(r["loss_src"] + 1e-3 * r["loss_mlm"], rel=1e-5)
         assert r["loss_mlm"] > 0
+    # warm-up of 1 update, then linear decay to 0 over the 3 updates: lr before each update
+    assert [r["lr"] for r in records] == pytest.approx([0.0, 1e-3, 5e-4])
 
-    # initial pseudo labels on the unlabeled target train split, both forms
-    for pruned in ("false", "true"):
-        out = tmp_path / f"pseudo_{pruned}.parquet"
-        assert pseudo_label.main(["--model", str(model_dir), "--sentences", str(d / "xx_train.parquet"), "--spans", str(d / "xx_train.spans.parquet"), "--out", str(out), "--pruned", pruned, "--device", "cpu"]) == 0
-        pred = pd.read_parquet(out)
-        spans = pd.read_parquet(d / "xx_train.spans.parquet")
-        assert list(pred.columns) == ["sent_id", "start", "end", "text", *[f"p_{c}" for c in CLASSES], "label", "prob"]
-        assert len(pred) == len(spans)
-        assert (pred[["sent_id", "start", "end"]].to_numpy() == spans[["sent_id", "start", "end"]].to_numpy()).all()
-        probs = pred[[f"p_{c}" for c in CLASSES]].to_numpy()
-        assert probs.dtype == np.float32 and pred["prob"].dtype == np.float32
-        np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-5)
-        assert (pred["label"].to_numpy() == np.asarray(CLASSES)[probs.argmax(axis=1)]).all()
-        meta = read_parquet_metadata(out)
-        assert meta["classes"] == CLASSES and meta["pruned"] is (pruned == "true")
-        assert meta["spans_path"] == str(d / "xx_train.spans.parquet") and meta["model"] == str(model_dir)
-        sentences = pd.read_parquet(d / "xx_train.parquet")
-        first = pred.iloc[1]
-        assert first["text"] == " ".join(list(sentences["tokens"].iloc[int(first["sent_id"])])[first["start"] : first["end"] + 1])
-        if pruned == "true":
-            soft = probs[:, 0] < 1.0
-            assert (probs[~soft, 1:] == 0).all()
-            assert (pred["label"][soft] != "O").all()
 
-    # test-set predictions -> metrics.json
+@pytest.mark.parametrize("pruned", ["false", "true"])
+def test_pseudo_label_target_train(synthetic_data, source_model, tmp_path, pruned):
+    """Initial pseudo labels on the unlabeled target train split, in both forms."""
+    from glode import pseudo_label
+
+    d, (model_dir, _) = synthetic_data, source_model
+    out = tmp_path / "pseudo.parquet"
+    assert pseudo_label.main(["--model", str(model_dir), "--sentences", str(d / "xx_train.parquet"), "--spans", str(d / "xx_train.spans.parquet"), "--out", str(out), "--pruned", pruned, "--device", "cpu"]) == 0
+    pred = pd.read_parquet(out)
+    spans = pd.read_parquet(d / "xx_train.spans.parquet")
+    assert list(pred.columns) == ["sent_id", "start", "end", "text", *[f"p_{c}" for c in CLASSES], "label", "prob"]
+    assert len(pred) == len(spans)
+    assert (pred[["sent_id", "start", "end"]].to_numpy() == spans[["sent_id", "start", "end"]].to_numpy()).all()
+    probs = pred[[f"p_{c}" for c in CLASSES]].to_numpy()
+    assert probs.dtype == np.float32 and pred["prob"].dtype == np.float32
+    assert pred["sent_id"].dtype == np.int64 and pred["start"].dtype == np.int16 and pred["end"].dtype == np.int16
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-5)
+    assert (pred["label"].to_numpy() == np.asarray(CLASSES)[probs.argmax(axis=1)]).all()
+    np.testing.assert_allclose(pred["prob"], probs.max(axis=1))
+    meta = read_parquet_metadata(out)
+    assert meta["classes"] == CLASSES and meta["pruned"] is (pruned == "true")
+    assert meta["spans_path"] == str(d / "xx_train.spans.parquet") and meta["model"] == str(model_dir)
+    sentences = pd.read_parquet(d / "xx_train.parquet")
+    for _, row in pred.sample(5, random_state=0).iterrows():
+        words = list(sentences["tokens"].iloc[int(row["sent_id"])])
+        assert row["text"] == " ".join(words[row["start"] : row["end"] + 1])
+    if pruned == "true":
+        soft = probs[:, 0] < 1.0
+        assert (probs[~soft, 1:] == 0).all()  # one-hot O
+        assert (pred["label"][soft] != "O").all()  # survivors are entity spans ...
+        kept = pred[soft]
+        for _, group in kept.groupby("sent_id"):  # ... that never overlap
+            covered = np.zeros(200, dtype=int)
+            for b, e in zip(group["start"], group["end"]):
+                covered[b : e + 1] += 1
+            assert covered.max() <= 1
+
+
+def test_pseudo_label_then_evaluate(synthetic_data, source_model, tmp_path):
+    """Test-set predictions -> `glode evaluate` -> metrics.json."""
+    from glode import evaluate, pseudo_label
+
+    d, (model_dir, _) = synthetic_data, source_model
     test_pred = tmp_path / "test_pred.parquet"
-    assert pseudo_label.main(["--model", str(model_dir), "--sentences", str(d / "xx_test.parquet"), "--spans", str(d / "xx_test.spans.parquet"), "--out", str(test_pred), "--device", "cpu"]) == 0
+    assert pseudo_label.main(["--model", str(model_dir), "--sentences", str(d / "xx_test.parquet"), "--spans", str(d / "xx_test.spans.parquet"), "--out", str(test_pred), "--device", "cpu", "--batch-size", "5"]) == 0
     metrics_path = tmp_path / "metrics.json"
     rc = evaluate.main(["--predictions", str(test_pred), "--gold", str(d / "xx_test.parquet"), "--spans", str(d / "xx_test.spans.parquet"), "--spans-stats", str(d / "xx_test.spans.stats.json"), "--out", str(metrics_path)])
     assert rc == 0
     metrics = json.loads(metrics_path.read_text())
     assert 0.0 <= metrics["seqeval"]["f1"] <= 1.0
     assert metrics["counts"]["gold_entities"] > 0
+
+
+def test_pseudo_label_refuses_spans_of_another_window(synthetic_data, source_model, tmp_path):
+    """Spans past the model's window (built with a larger max_seq_len) are an input error; nothing is written."""
+    from glode import pseudo_label
+    from glode.io import GlodeInputError
+
+    d, (model_dir, _) = synthetic_data, source_model
+    with pytest.raises(GlodeInputError, match="outside the encoder window"):
+        pseudo_label.main(["--model", str(model_dir), "--sentences", str(d / "xx_test.parquet"), "--spans", str(d / "xx_test.spans.parquet"), "--out", str(tmp_path / "p.parquet"), "--max-seq-len", "6", "--device", "cpu"])
+    assert not (tmp_path / "p.parquet").exists()
 
 
 def test_use_mlm_false_needs_no_target(synthetic_data, tiny_backbone, tmp_path):
@@ -170,18 +207,25 @@ def test_use_mlm_false_needs_no_target(synthetic_data, tiny_backbone, tmp_path):
     assert summary["classes"] == CLASSES  # from the source file's metadata
 
 
-def test_pseudo_label_refuses_spans_of_another_window(synthetic_data, tiny_backbone, tmp_path):
-    """Spans past the model's window (e.g. built with a larger max_seq_len) are an input error."""
-    from glode import pseudo_label, train_source
-    from glode.io import GlodeInputError
+def test_train_source_is_deterministic(synthetic_data, tiny_backbone, tmp_path):
+    """Same seed, same machine -> bit-identical weights (dropout, batch order, masks all seeded)."""
+    from safetensors.torch import load_file
+
+    from glode import train_source
 
     d = synthetic_data
-    model_dir = tmp_path / "m"
-    train_source.main([
-        "--source-sentences", str(d / "en_train.parquet"), "--source-spans", str(d / "en_train.spans.parquet"),
-        "--backbone", str(tiny_backbone), "--out", str(model_dir), "--use-mlm", "false", "--epochs", "1",
-        "--max-source-sentences", "8", "--device", "cpu",
-    ])  # fmt: skip
-    with pytest.raises(GlodeInputError, match="outside the encoder window"):
-        pseudo_label.main(["--model", str(model_dir), "--sentences", str(d / "xx_test.parquet"), "--spans", str(d / "xx_test.spans.parquet"), "--out", str(tmp_path / "p.parquet"), "--max-seq-len", "6", "--device", "cpu"])
-    assert not (tmp_path / "p.parquet").exists()
+
+    def run(name: str, seed: int) -> bytes:
+        train_source.main([
+            "--source-sentences", str(d / "en_train.parquet"), "--source-spans", str(d / "en_train.spans.parquet"),
+            "--target-sentences", str(d / "xx_train.parquet"), "--backbone", str(tiny_backbone), "--out", str(tmp_path / name),
+            "--epochs", "1", "--batch-size", "4", "--grad-accumulation", "2", "--warmup-steps", "0", "--lr", "1e-3",
+            "--max-source-sentences", "16", "--max-target-sentences", "16", "--seed", str(seed), "--device", "cpu",
+        ])  # fmt: skip
+        return (tmp_path / name / "model.safetensors").read_bytes()
+
+    first, second, other = run("a", 7), run("b", 7), run("c", 8)
+    assert first == second
+    assert first != other
+    a, c = load_file(str(tmp_path / "a" / "model.safetensors")), load_file(str(tmp_path / "c" / "model.safetensors"))
+    assert not torch.equal(a["classifier.weight"], c["classifier.weight"])

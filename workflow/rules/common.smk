@@ -52,6 +52,10 @@ def all_span_files():
     ]
 
 
+def sample_flags():
+    return f"--max-sentences {config['max_train_sentences']} --sample-seed {config['sample_seed']}"
+
+
 def download_flags():
     if not config.get("download", False):
         return ""
@@ -70,3 +74,88 @@ def cli_flags(settings):
         else:
             parts.append(f"{flag} {value}")
     return " ".join(parts)
+
+
+def source_lang(dataset):
+    return config["datasets"][dataset]["source"]
+
+
+def source_kind_target(kind):
+    """`plain` trains on source data only; `mlm-de` adds the MLM task on German target text."""
+    return None if kind == "plain" else kind.removeprefix("mlm-")
+
+
+def source_training_inputs(wildcards):
+    dataset, src = wildcards.dataset, source_lang(wildcards.dataset)
+    inputs = {
+        "source_sentences": f"results/data/{dataset}/{src}/train.parquet",
+        "source_spans": f"results/spans/{dataset}/{src}/train.parquet",
+        "backbone": backbone_inputs(),
+    }
+    target = source_kind_target(wildcards.kind)
+    if target:
+        inputs["target_sentences"] = f"results/data/{dataset}/{target}/train.parquet"
+    return inputs
+
+
+def source_training_flags(wildcards):
+    settings = dict(config["source"])
+    target = source_kind_target(wildcards.kind)
+    settings["use_mlm"] = target is not None
+    if target in config.get("mlm_weight_by_lang", {}):
+        settings["mlm_weight"] = config["mlm_weight_by_lang"][target]
+    settings["seed"] = int(wildcards.seed)
+    settings["max_span_len"] = config["spans"]["max_span_len"]
+    settings["max_seq_len"] = config["spans"]["max_seq_len"]
+    return cli_flags(settings)
+
+
+def target_sentences_flag(wildcards, input):
+    return (
+        f"--target-sentences {input.target_sentences}"
+        if "target_sentences" in input.keys()
+        else ""
+    )
+
+
+def system_model(wildcards):
+    """The model directory behind a system name of the results tree."""
+    d, lang, seed = wildcards.dataset, wildcards.lang, wildcards.seed
+    if wildcards.system == "source-plain":
+        return f"results/source/{d}/plain/seed{seed}/model"
+    if wildcards.system == "source-mlm":
+        return f"results/source/{d}/mlm-{lang}/seed{seed}/model"
+    variant = wildcards.system.removeprefix("target-")
+    return f"results/target/{d}/{lang}/{variant}/seed{seed}/model"
+
+
+def prediction_flags(wildcards):
+    settings = dict(config["pseudo_labels"])
+    # Pruning is a property of the *initial* pseudo labels only, never of test predictions.
+    settings["pruned"] = settings.get("pruned", False) and wildcards.split == "train"
+    return cli_flags(settings)
+
+
+def target_pairs():
+    return [
+        (d, lang) for d, spec in config["datasets"].items() for lang in spec["targets"]
+    ]
+
+
+def source_evaluation_files():
+    return [
+        f"results/eval/{d}/{lang}/{system}/seed{seed}/metrics.json"
+        for d, lang in target_pairs()
+        for system in ("source-plain", "source-mlm")
+        for seed in config["seeds"]
+    ]
+
+
+def initial_pseudo_label_files():
+    """The source models' class distributions over the target train spans (initial pseudo labels)."""
+    return [
+        f"results/predictions/{d}/{lang}/{system}/seed{seed}/train.parquet"
+        for d, lang in target_pairs()
+        for system in ("source-plain", "source-mlm")
+        for seed in config["seeds"]
+    ]

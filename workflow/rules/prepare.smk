@@ -16,10 +16,11 @@ rule prepare_unlabeled_target:
         data_root=config["data_root"],
         types=lambda wc: entity_types(wc.dataset),
         download=download_flags(),
+        sample=sample_flags(),
     shell:
         "glode prepare --data-root {params.data_root} --dataset {wildcards.dataset} "
         "--lang {wildcards.lang} --split train --role target --entity-types {params.types} "
-        "--out {output.sentences} --gold-out {output.gold} {params.download} --log {log}"
+        "--out {output.sentences} --gold-out {output.gold} {params.download} {params.sample} --log {log}"
 
 
 rule prepare_labeled:
@@ -36,10 +37,11 @@ rule prepare_labeled:
         types=lambda wc: entity_types(wc.dataset),
         role=lambda wc: role(wc.dataset, wc.lang),
         download=download_flags(),
+        sample=sample_flags(),
     shell:
         "glode prepare --data-root {params.data_root} --dataset {wildcards.dataset} "
         "--lang {wildcards.lang} --split {wildcards.split} --role {params.role} "
-        "--entity-types {params.types} --out {output} {params.download} --log {log}"
+        "--entity-types {params.types} --out {output} {params.download} {params.sample} --log {log}"
 
 
 ruleorder: prepare_unlabeled_target > prepare_labeled
