@@ -18,6 +18,8 @@ include: "workflow/rules/spans.smk"
 include: "workflow/rules/source.smk"
 include: "workflow/rules/predict.smk"
 include: "workflow/rules/evaluate.smk"
+include: "workflow/rules/target.smk"
+include: "workflow/rules/analysis.smk"
 
 
 rule all:
@@ -27,3 +29,5 @@ rule all:
         all_span_files(),
         source_evaluation_files(),
         initial_pseudo_label_files(),
+        target_evaluation_files(config["variants"]),
+        label_quality_files(config["variants"]),

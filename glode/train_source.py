@@ -43,13 +43,23 @@ from glode.batching import build_items, make_loader, move_batch, read_spans
 from glode.data import class_names, load_sentences
 from glode.device import autocast, describe_device, make_generator, seed_everything, select_device
 from glode.io import GlodeInputError, atomic_dir, atomic_path, read_parquet_metadata, setup_logging, write_json
-from glode.model import MLM_NORMALISATIONS, SpanModel, load_tokenizer, mask_tokens, masked_lm_loss, span_cross_entropy
+from glode.model import MLM_NORMALISATIONS, SpanModel, load_tokenizer, span_cross_entropy
 from glode.options import add_options, option, options_from_args
+from glode.training import (
+    UpdateGroup,
+    accumulation_group_size,
+    build_optimizer,
+    build_scheduler,
+    masked_lm_step,
+    optimizer_update,
+    special_token_ids,
+)
 
 log = logging.getLogger(__name__)
 
 # Offsets that tell the run's random streams apart (glode.device.make_generator).
 _STREAM_SOURCE_ORDER, _STREAM_TARGET_ORDER, _STREAM_MASKS, _STREAM_SUBSAMPLE = 0, 1, 2, 3
+_LOSS_KEYS = ("loss_src", "loss_mlm", "loss_total")
 
 
 @dataclass
@@ -107,27 +117,6 @@ def cycle(loader, sampler) -> Iterator[dict]:
         epoch += 1
 
 
-def special_token_ids(tokenizer) -> list[int]:
-    """<s>, </s>, <pad> (and their BERT-style equivalents where a tokenizer uses those)."""
-    ids = {tokenizer.cls_token_id, tokenizer.sep_token_id, tokenizer.bos_token_id, tokenizer.eos_token_id, tokenizer.pad_token_id}
-    return sorted(i for i in ids if i is not None)
-
-
-def _new_group() -> dict:
-    return {"loss_src": 0.0, "loss_mlm": 0.0, "loss_total": 0.0, "sentences": 0, "batches": 0, "started": time.perf_counter()}
-
-
-def _mlm_step(model: SpanModel, batch: dict, mask_token_id: int, specials: list[int], opts: SourceTrainingOptions, generator: torch.Generator, device: torch.device) -> torch.Tensor:
-    """L_mlm (Eq. 2) of one target batch: mask r_m of its tokens, predict them."""
-    masked_ids, mask = mask_tokens(batch["input_ids"], batch["attention_mask"], mask_token_id, specials, opts.mask_rate, generator)
-    batch = move_batch(batch, device)
-    masked_ids, mask = masked_ids.to(device), mask.to(device)
-    with autocast(device):
-        logits = model.masked_lm_logits(masked_ids, batch["attention_mask"], mask)
-    token_sentence = mask.nonzero(as_tuple=True)[0]
-    return masked_lm_loss(logits, batch["input_ids"][mask], token_sentence, batch["n_maskable"], opts.mlm_normalisation)
-
-
 def train_source(
     source_sentences: Path,
     source_spans: Path,
@@ -140,7 +129,6 @@ def train_source(
     progress: bool | None = None,
 ) -> dict:
     """Train the source model (Eq. 3) and save it to `out`; returns a summary dict."""
-    from transformers import get_linear_schedule_with_warmup
     from tqdm.auto import tqdm
 
     opts.validate()
@@ -175,10 +163,8 @@ def train_source(
     model = SpanModel.from_backbone(backbone, classes, dropout=opts.dropout, max_span_len=opts.max_span_len, train_projection=opts.train_projection)
     model.freeze_encoder_parts(opts.freeze_word_embeddings, opts.train_top_layers)
     model.to(device).train()
-    groups = model.trainable_parameter_groups(opts.weight_decay)
-    n_trainable = sum(p.numel() for g in groups for p in g["params"])
-    log.info("parameters: %d trainable of %d", n_trainable, sum(p.numel() for p in model.parameters()))
-    optimizer = torch.optim.AdamW(groups, lr=opts.lr, betas=(opts.adam_beta1, opts.adam_beta2), eps=opts.adam_eps)
+    optimizer, params = build_optimizer(model, opts.lr, (opts.adam_beta1, opts.adam_beta2), opts.adam_eps, opts.weight_decay)
+    log.info("parameters: %d trainable of %d", sum(p.numel() for p in params), sum(p.numel() for p in model.parameters()))
 
     pad_id = tokenizer.pad_token_id
     src_loader, src_sampler = make_loader(source_items, opts.batch_size, pad_id, shuffle=True, seed=opts.seed * 1000 + _STREAM_SOURCE_ORDER, num_workers=opts.num_workers)
@@ -192,8 +178,7 @@ def train_source(
     batches_per_epoch = len(src_sampler)
     updates_per_epoch = math.ceil(batches_per_epoch / opts.grad_accumulation)
     total_updates = updates_per_epoch * opts.epochs
-    scheduler = get_linear_schedule_with_warmup(optimizer, opts.warmup_steps, total_updates)
-    params = [p for g in groups for p in g["params"]]
+    scheduler = build_scheduler(optimizer, opts.warmup_steps, total_updates)
 
     if progress is None:
         progress = sys.stderr.isatty()
@@ -206,48 +191,38 @@ def train_source(
         log_file = outputs.enter_context(open(outputs.enter_context(atomic_path(train_log)), "w", encoding="utf-8")) if train_log else None
         for epoch in range(opts.epochs):
             src_sampler.set_epoch(epoch)
-            group = _new_group()
+            group = UpdateGroup(_LOSS_KEYS)
             for i, batch in enumerate(src_loader):
                 # the last update of an epoch may gather fewer batches; average over those it has
-                group_size = min(opts.grad_accumulation, batches_per_epoch - (i // opts.grad_accumulation) * opts.grad_accumulation)
+                group_size = accumulation_group_size(i, batches_per_epoch, opts.grad_accumulation)
                 batch = move_batch(batch, device)
                 with autocast(device):
                     output = model(**batch)
                 loss_src = span_cross_entropy(output.logits, batch["labels"], batch["span_sentence"], batch["input_ids"].shape[0])
                 loss_mlm = torch.zeros((), device=device)
                 if target_batches is not None:
-                    loss_mlm = _mlm_step(model, next(target_batches), tokenizer.mask_token_id, specials, opts, mask_generator, device)
+                    loss_mlm = masked_lm_step(model, next(target_batches), tokenizer.mask_token_id, specials, opts.mask_rate, opts.mlm_normalisation, mask_generator, device)
                 loss = loss_src + opts.mlm_weight * loss_mlm  # Eq. 3
                 (loss / group_size).backward()
-                group["loss_src"] += loss_src.item() / group_size
-                group["loss_mlm"] += loss_mlm.item() / group_size
-                group["loss_total"] += loss.item() / group_size
-                group["sentences"] += batch["input_ids"].shape[0]
-                group["batches"] += 1
-                if group["batches"] < group_size:
+                group.add({"loss_src": loss_src, "loss_mlm": loss_mlm, "loss_total": loss}, group_size, batch["input_ids"].shape[0])
+                if group.batches < group_size:
                     continue
-                if opts.grad_clip > 0:
-                    torch.nn.utils.clip_grad_norm_(params, opts.grad_clip)
-                lr = scheduler.get_last_lr()[0]
-                optimizer.step()
-                scheduler.step()
-                optimizer.zero_grad(set_to_none=True)
+                lr = optimizer_update(optimizer, scheduler, params, opts.grad_clip)
                 step += 1
-                elapsed = time.perf_counter() - group["started"]
                 last = {
                     "step": step,
                     "epoch": epoch,
-                    "loss_src": group["loss_src"],
-                    "loss_mlm": group["loss_mlm"] if opts.use_mlm else None,
-                    "loss_total": group["loss_total"],
+                    "loss_src": group.sums["loss_src"],
+                    "loss_mlm": group.sums["loss_mlm"] if opts.use_mlm else None,
+                    "loss_total": group.sums["loss_total"],
                     "lr": lr,
-                    "sentences_per_s": group["sentences"] / elapsed if elapsed > 0 else None,
+                    "sentences_per_s": group.sentences_per_s(),
                 }
                 if log_file is not None:
                     log_file.write(json.dumps(last) + "\n")
                 bar.update(1)
-                bar.set_postfix(epoch=epoch, loss=f"{group['loss_total']:.4f}")
-                group = _new_group()
+                bar.set_postfix(epoch=epoch, loss=f"{group.sums['loss_total']:.4f}")
+                group = UpdateGroup(_LOSS_KEYS)
             log.info("epoch %d/%d done: update %d, loss_src %.4f, loss_mlm %s", epoch + 1, opts.epochs, step, last.get("loss_src", float("nan")), last.get("loss_mlm"))
         bar.close()
 

@@ -33,9 +33,21 @@ def test_snakemake_lint_clean(project_root):
     assert "Congratulations" in result.stdout + result.stderr
 
 
+def dry_run(project_root: Path, workdir: Path, *args: str) -> subprocess.CompletedProcess:
+    """A dry run in an empty directory, so that nothing already built hides jobs."""
+    cmd = [str(BIN / "snakemake"), "--snakefile", str(project_root / "Snakefile"), "--directory", str(workdir), "-n", "--printshellcmds"]
+    cmd += ["--configfile", str(project_root / "config/config.yaml")]  # the overlays below merge onto it
+    return run([*cmd, *args], project_root)
+
+
+def shell_commands(output: str) -> list[str]:
+    return [line.split("Shell command:", 1)[-1].strip() for line in output.splitlines() if "glode " in line and ("Shell command:" in line or line.strip().startswith("glode "))]
+
+
 @pytest.mark.parametrize("overlay", [[], ["--configfile", "config/demo.yaml"]])
-def test_dry_run_shows_dag(project_root, overlay):
-    result = run([str(BIN / "snakemake"), "-n", *overlay], project_root)
+def test_dry_run_shows_dag(project_root, tmp_path, overlay):
+    overlay = [str(project_root / a) if a.endswith(".yaml") else a for a in overlay]
+    result = dry_run(project_root, tmp_path, *overlay[1:])
     assert result.returncode == 0, result.stdout + result.stderr
     out = result.stdout
     assert "prepare_unlabeled_target" in out and "spans" in out
@@ -78,3 +90,18 @@ def test_data_stages_run_end_to_end(project_root, data_root, offline_backbone, t
     # Nothing to do on a second run: every stage is cached.
     again = run([*cmd, "-n", *targets], project_root)
     assert "Nothing to be done" in again.stdout + again.stderr
+
+
+def test_hidden_gold_reaches_only_analysis(project_root, tmp_path):
+    """In the whole DAG, only `glode prepare` (which writes it) and `glode label-quality` name the
+    hidden gold of a target train split; no training or labelling job gets it."""
+    result = dry_run(project_root, tmp_path, str(project_root / "config/demo.yaml"))
+    assert result.returncode == 0, result.stderr[-3000:]
+    commands = shell_commands(result.stdout)
+    assert any(c.startswith("glode train-target") for c in commands)
+    touching = [c for c in commands if "results/analysis/gold" in c]
+    assert touching, "the DAG should prepare and analyse hidden gold"
+    for command in touching:
+        stage = command.split()[1]
+        assert stage in {"prepare", "label-quality"}, command
+    assert any(c.startswith("glode label-quality") for c in touching)

@@ -159,3 +159,95 @@ def initial_pseudo_label_files():
         for system in ("source-plain", "source-mlm")
         for seed in config["seeds"]
     ]
+
+
+def variant_settings(variant):
+    """(train-target settings, denoiser settings, initial-label system) of a variant."""
+    overlay = config["variants"][variant]
+    target = {**config["target"], **overlay.get("target", {})}
+    denoise = {**config["denoise"], **overlay.get("denoise", {})}
+    return target, denoise, overlay.get("initial_labels", "source-mlm")
+
+
+def target_epochs(lang):
+    return config.get("target_epochs_by_lang", {}).get(lang, config["target"]["epochs"])
+
+
+def target_run_dir(wildcards):
+    w = wildcards
+    return f"results/target/{w.dataset}/{w.lang}/{w.variant}/seed{w.seed}"
+
+
+def target_epoch_inputs(wildcards):
+    """Epoch e starts from epoch e-1's state and refined labels; epoch 0 from the initial labels."""
+    d, lang, seed, epoch = (
+        wildcards.dataset,
+        wildcards.lang,
+        wildcards.seed,
+        int(wildcards.epoch),
+    )
+    src = source_lang(d)
+    inputs = {
+        "source_sentences": f"results/data/{d}/{src}/train.parquet",
+        "source_spans": f"results/spans/{d}/{src}/train.parquet",
+        "target_sentences": f"results/data/{d}/{lang}/train.parquet",
+        "target_spans": f"results/spans/{d}/{lang}/train.parquet",
+        "backbone": backbone_inputs(),
+    }
+    if epoch == 0:
+        initial = variant_settings(wildcards.variant)[2]
+        inputs["labels"] = (
+            f"results/predictions/{d}/{lang}/{initial}/seed{seed}/train.parquet"
+        )
+    else:
+        previous = f"{target_run_dir(wildcards)}/epoch{epoch - 1}"
+        inputs["labels"] = f"{previous}/labels.parquet"
+        inputs["state"] = f"{previous}/state"
+    return inputs
+
+
+def state_in_flag(wildcards, input):
+    return f"--state-in {input.state}" if "state" in input.keys() else ""
+
+
+def target_training_flags(wildcards):
+    target, denoise, _ = variant_settings(wildcards.variant)
+    settings = {k: v for k, v in target.items() if k != "epochs"}
+    settings["num_epochs"] = target_epochs(wildcards.lang)
+    if wildcards.lang in config.get("mlm_weight_by_lang", {}):
+        settings["mlm_weight"] = config["mlm_weight_by_lang"][wildcards.lang]
+    settings["seed"] = int(wildcards.seed)
+    settings["max_span_len"] = config["spans"]["max_span_len"]
+    settings["max_seq_len"] = config["spans"]["max_seq_len"]
+    settings.update(denoise)
+    return cli_flags(settings)
+
+
+def last_epoch_state(wildcards):
+    return f"{target_run_dir(wildcards)}/epoch{target_epochs(wildcards.lang) - 1}/state"
+
+
+def label_quality_files(variants):
+    """Pseudo-label F1 per epoch (Figure 3), plus the initial labels' F1 as epoch -1."""
+    files = []
+    for d, lang in target_pairs():
+        for seed in config["seeds"]:
+            for variant in variants:
+                initial = variant_settings(variant)[2]
+                files.append(
+                    f"results/analysis/label_quality/{d}/{lang}/{initial}/seed{seed}/initial.json"
+                )
+                files += [
+                    f"results/analysis/label_quality/{d}/{lang}/{variant}/seed{seed}/epoch{e}.json"
+                    for e in range(target_epochs(lang))
+                ]
+    return sorted(set(files))
+
+
+def target_evaluation_files(variants):
+    return [
+        f"results/eval/{d}/{lang}/target-{variant}/seed{seed}/metrics.json"
+        for d, lang in target_pairs()
+        for variant in variants
+        for seed in config["seeds"]
+    ]
