@@ -10,7 +10,7 @@ CORES ?= 2
 BIN := $(abspath $(VENV))/bin
 export PATH := $(BIN):$(PATH)
 
-.PHONY: setup demo test lint bench clean
+.PHONY: setup demo test lint bench slurm clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -32,6 +32,12 @@ demo: setup
 
 test: setup
 	pytest -q
+
+# The study on a SLURM cluster (set GLODE_SLURM_ACCOUNT, GLODE_SLURM_PARTITION and
+# GLODE_SLURM_GPU_PARTITION first; see docs/slurm.md).
+TARGETS ?= results/tables/table3.csv
+slurm: setup
+	snakemake --profile profiles/slurm --workflow-profile none $(TARGETS)
 
 lint: setup
 	snakefmt --check .

@@ -19,6 +19,8 @@ STAGES = {
     "evaluate": ("glode.evaluate", "decode span predictions and score them with seqeval"),
     "train-target": ("glode.train_target", "one epoch of target training with denoising (Eqs. 4-11)"),
     "label-quality": ("glode.label_quality", "F1 of pseudo labels against the hidden gold (analysis only)"),
+    "tables": ("glode.tables", "the paper's Tables 1-4 as CSV and Markdown, ours beside the published"),
+    "figures": ("glode.figures", "the paper's Figures 3 and 4 as PNG"),
 }
 
 

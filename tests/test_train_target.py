@@ -1,0 +1,264 @@
+"""`glode train-target` on tiny synthetic data: one epoch per invocation, exact resumption, the
+denoiser's wiring, the ablation switches and the supcon variant.
+
+The backbone is the random 2-layer `tiny_backbone`; the initial pseudo labels are built directly
+(seeded soft distributions, mostly O) rather than by a source model, which saves a training run.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from safetensors.torch import load_file
+from test_source_pipeline import CLASSES, ENTITY_TYPES, synthetic_sentences, write_sentences, write_spans
+
+from glode.io import GlodeInputError, read_parquet_metadata, write_parquet
+from glode.pseudo_label import predictions_frame
+
+PROB_COLUMNS = [f"p_{c}" for c in CLASSES]
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory, tiny_backbone):
+    """24 labeled source sentences, 16 unlabeled target sentences, soft initial pseudo labels."""
+    from glode.batching import read_spans
+    from glode.model import load_tokenizer
+
+    root = tmp_path_factory.mktemp("target_data")
+    tokenizer = load_tokenizer(tiny_backbone)
+    en = synthetic_sentences(24, seed=11)
+    xx = synthetic_sentences(16, seed=12, lang_suffix="s")
+    write_sentences(en, root / "en.parquet", "en", "train", "source", labeled=True)
+    write_sentences(xx, root / "xx.parquet", "xx", "train", "target", labeled=False)
+    write_spans(en, root / "en.spans.parquet", tokenizer, labeled=True)
+    write_spans(xx, root / "xx.spans.parquet", tokenizer, labeled=False)
+    spans = read_spans(root / "xx.spans.parquet")
+    assert spans["label"].isna().all()  # the target train spans carry no gold
+    rng = np.random.default_rng(0)
+    logits = rng.normal(0.0, 0.5, (len(spans), len(CLASSES)))
+    logits[:, 0] += 0.5  # mostly O, but soft enough for Eq. 11 to flip some argmaxes
+    probs = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+    frame = predictions_frame(spans, xx.drop(columns=["tags"]), probs.astype(np.float32), CLASSES)
+    write_parquet(frame, root / "labels0.parquet", metadata={"classes": CLASSES, "model": "constructed", "pruned": False, "spans_path": str(root / "xx.spans.parquet")})
+    return root
+
+
+def run_epoch(data, backbone, out, epoch, num_epochs, labels_in=None, state_in=None, model_out=False, extra=()):
+    """One `glode train-target` invocation writing <out>/e<epoch>.{state,labels.parquet,jsonl}."""
+    from glode import train_target
+
+    argv = [
+        "--epoch", str(epoch), "--num-epochs", str(num_epochs),
+        "--source-sentences", str(data / "en.parquet"), "--source-spans", str(data / "en.spans.parquet"),
+        "--target-sentences", str(data / "xx.parquet"), "--target-spans", str(data / "xx.spans.parquet"),
+        "--labels-in", str(labels_in or data / "labels0.parquet"), "--backbone", str(backbone),
+        "--state-out", str(out / f"e{epoch}.state"), "--labels-out", str(out / f"e{epoch}.labels.parquet"),
+        "--train-log", str(out / f"e{epoch}.jsonl"),
+        "--batch-size", "4", "--grad-accumulation", "2", "--warmup-steps", "1", "--lr", "1e-3",
+        "--k", "5", "--device", "cpu", *extra,
+    ]  # fmt: skip
+    if state_in is not None:
+        argv += ["--state-in", str(state_in)]
+    if model_out:
+        argv += ["--model-out", str(out / "model")]
+    assert train_target.main(argv) == 0
+    return out / f"e{epoch}.labels.parquet"
+
+
+def probs_of(path) -> np.ndarray:
+    return pd.read_parquet(path)[PROB_COLUMNS].to_numpy()
+
+
+def log_of(path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+@pytest.fixture(scope="module")
+def three_epochs(data, tiny_backbone, tmp_path_factory):
+    """Epochs 0, 1, 2 of a 3-epoch run with the default denoiser (labels updated from epoch 2)."""
+    out = tmp_path_factory.mktemp("three_epochs")
+    labels = data / "labels0.parquet"
+    for epoch in range(3):
+        labels = run_epoch(data, tiny_backbone, out, epoch, 3, labels_in=labels, state_in=out / f"e{epoch - 1}.state" if epoch else None, model_out=epoch == 2)
+    return out
+
+
+def test_outputs_schema_state_and_log(data, three_epochs):
+    out = three_epochs
+    initial = probs_of(data / "labels0.parquet")
+    for epoch in range(3):
+        frame = pd.read_parquet(out / f"e{epoch}.labels.parquet")
+        assert list(frame.columns) == ["sent_id", "start", "end", "text", *PROB_COLUMNS, "label", "prob", "epoch"]
+        assert frame["epoch"].dtype == np.int16 and (frame["epoch"] == epoch).all()
+        assert frame["sent_id"].dtype == np.int64 and frame["start"].dtype == np.int16 and frame[PROB_COLUMNS[0]].dtype == np.float32
+        probs = frame[PROB_COLUMNS].to_numpy()
+        np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-5)
+        assert (frame["label"].to_numpy() == np.asarray(CLASSES)[probs.argmax(axis=1)]).all()
+        meta = read_parquet_metadata(out / f"e{epoch}.labels.parquet")
+        assert meta["epoch"] == epoch and meta["classes"] == CLASSES and meta["denoise_config"]["k"] == 5
+        if epoch < 2:  # default timing: nothing is updated before epoch 2
+            assert np.array_equal(probs, initial) and meta["labels_changed"] == 0
+    meta = read_parquet_metadata(out / "e2.labels.parquet")
+    assert meta["denoise_ready"] and meta["beta"] == pytest.approx(0.80) and meta["labels_updated"] > 0
+    assert meta["labels_changed"] == int((probs_of(out / "e2.labels.parquet").argmax(1) != initial.argmax(1)).sum()) > 0
+
+    # state: the bank from the end of epoch 0, local thresholds from the end of epoch 1
+    for epoch in range(3):
+        state = out / f"e{epoch}.state"
+        assert {p.name for p in state.iterdir()} == {"model", "optimizer.pt", "denoiser.safetensors", "rng.pt", "trainer.json"}
+        denoiser = load_file(str(state / "denoiser.safetensors"))
+        assert "bank.embeddings" in denoiser and denoiser["bank.embeddings"].shape[1] == 128
+        assert ("local_thresholds" in denoiser) == (epoch >= 1)
+        assert json.loads((state / "trainer.json").read_text())["step"] == 2 * (epoch + 1)
+    assert not [p for p in out.iterdir() if p.name.startswith(".")]  # no temporary leftovers
+    model_dir = out / "model"
+    assert {"config.json", "model.safetensors", "tokenizer.json", "glode_training.json"} <= {p.name for p in model_dir.iterdir()}
+
+    # one log line per update, 4 steps of 4 sentences / 2 = 2 updates per epoch; the LR schedule
+    # runs over all 6 updates of the run, across the three processes
+    records = [r for e in range(3) for r in log_of(out / f"e{e}.jsonl")]
+    assert [r["step"] for r in records] == [1, 2, 3, 4, 5, 6] and [r["epoch"] for r in records] == [0, 0, 1, 1, 2, 2]
+    assert [r["lr"] for r in records] == pytest.approx([0.0, 1e-3, 8e-4, 6e-4, 4e-4, 2e-4])
+    for r in records:
+        assert r["loss_total"] == pytest.approx(r["loss_src"] + r["loss_tgt"] + 1e-3 * r["loss_mlm"], rel=1e-5)
+        assert r["loss_mlm"] == r["loss_aux"] and r["loss_aux"] > 0 and r["loss_tgt"] > 0
+    assert records[-1]["labels_changed"] == meta["labels_changed"]
+
+
+def test_rerunning_an_epoch_from_the_previous_state_is_byte_identical(data, tiny_backbone, three_epochs):
+    out = three_epochs
+    labels_before = (out / "e2.labels.parquet").read_bytes()
+    weights_before = (out / "model" / "model.safetensors").read_bytes()
+    state_weights_before = (out / "e2.state" / "model" / "model.safetensors").read_bytes()
+    shutil.rmtree(out / "e2.state")
+    shutil.rmtree(out / "model")
+    (out / "e2.labels.parquet").unlink()
+    run_epoch(data, tiny_backbone, out, 2, 3, labels_in=out / "e1.labels.parquet", state_in=out / "e1.state", model_out=True)
+    assert (out / "e2.labels.parquet").read_bytes() == labels_before
+    assert (out / "model" / "model.safetensors").read_bytes() == weights_before
+    assert (out / "e2.state" / "model" / "model.safetensors").read_bytes() == state_weights_before == weights_before
+
+
+def test_resume_refuses_a_foreign_state(data, tiny_backbone, three_epochs, tmp_path):
+    out = three_epochs
+    with pytest.raises(GlodeInputError, match="needs epoch 1's"):  # epoch 0's state given to epoch 2
+        run_epoch(data, tiny_backbone, tmp_path, 2, 3, labels_in=out / "e1.labels.parquet", state_in=out / "e0.state")
+    with pytest.raises(GlodeInputError, match="options differ.*lr"):
+        run_epoch(data, tiny_backbone, tmp_path, 1, 3, labels_in=out / "e0.labels.parquet", state_in=out / "e0.state", extra=["--lr", "2e-3"])
+    with pytest.raises(GlodeInputError, match="labels of epoch 2"):
+        run_epoch(data, tiny_backbone, tmp_path, 1, 3, labels_in=out / "e2.labels.parquet", state_in=out / "e0.state")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_global_only_denoiser_updates_from_epoch_one_without_a_bank(data, tiny_backbone, tmp_path):
+    """update_start_epoch 0 with use_local false: the global thresholds exist from the end of
+    epoch 0, so labels change in epoch 1 (none can in epoch 0: no thresholds yet); no bank."""
+    extra = ["--update-start-epoch", "0", "--use-local", "false"]
+    run_epoch(data, tiny_backbone, tmp_path, 0, 2, extra=extra)
+    run_epoch(data, tiny_backbone, tmp_path, 1, 2, labels_in=tmp_path / "e0.labels.parquet", state_in=tmp_path / "e0.state", extra=extra)
+    assert read_parquet_metadata(tmp_path / "e0.labels.parquet")["labels_changed"] == 0
+    meta = read_parquet_metadata(tmp_path / "e1.labels.parquet")
+    assert meta["denoise_ready"] and meta["labels_changed"] > 0 and meta["beta"] == pytest.approx(0.80)
+    for epoch in range(2):
+        denoiser = load_file(str(tmp_path / f"e{epoch}.state" / "denoiser.safetensors"))
+        assert set(denoiser) == {"prototypes", "global_thresholds"}
+
+
+def test_denoise_false_never_changes_labels(data, tiny_backbone, tmp_path):
+    """The same settings as above with --denoise false (and no auxiliary task): labels stay put."""
+    extra = ["--update-start-epoch", "0", "--use-local", "false", "--denoise", "false", "--aux-task", "none"]
+    run_epoch(data, tiny_backbone, tmp_path, 0, 2, extra=extra)
+    run_epoch(data, tiny_backbone, tmp_path, 1, 2, labels_in=tmp_path / "e0.labels.parquet", state_in=tmp_path / "e0.state", extra=extra)
+    assert np.array_equal(probs_of(tmp_path / "e1.labels.parquet"), probs_of(data / "labels0.parquet"))
+    assert read_parquet_metadata(tmp_path / "e1.labels.parquet")["labels_changed"] == 0
+    assert not (tmp_path / "e1.state" / "denoiser.safetensors").exists()
+    records = log_of(tmp_path / "e1.jsonl")
+    assert all(r["loss_aux"] is None and r["loss_mlm"] is None for r in records)
+    assert all(r["loss_total"] == pytest.approx(r["loss_src"] + r["loss_tgt"], rel=1e-5) for r in records)
+
+
+def test_supcon_variant_trains_the_projection(data, tiny_backbone, tmp_path):
+    from glode.device import seed_everything
+    from glode.model import SpanModel
+
+    run_epoch(data, tiny_backbone, tmp_path, 0, 1, model_out=True, extra=["--aux-task", "supcon", "--supcon-max-spans", "64"])
+    records = log_of(tmp_path / "e0.jsonl")
+    assert all(r["loss_aux"] > 0 and r["loss_mlm"] is None for r in records)
+    assert all(r["loss_total"] == pytest.approx(r["loss_src"] + r["loss_tgt"] + r["loss_aux"], rel=1e-5) for r in records)
+    config = json.loads((tmp_path / "model" / "config.json").read_text())
+    assert config["train_projection"] is True
+    seed_everything(1)  # the run's initial model
+    initial = SpanModel.from_backbone(tiny_backbone, CLASSES, train_projection=True)
+    trained = load_file(str(tmp_path / "model" / "model.safetensors"))
+    assert not torch.equal(trained["projection.weight"], initial.projection.weight)
+
+
+@pytest.mark.parametrize("damage", ["drop_row", "swap_rows", "wrong_classes"])
+def test_mismatched_labels_are_refused_before_anything_is_written(data, tiny_backbone, tmp_path, damage):
+    frame = pd.read_parquet(data / "labels0.parquet")
+    meta = read_parquet_metadata(data / "labels0.parquet")
+    if damage == "drop_row":
+        frame = frame.iloc[:-1]
+    elif damage == "swap_rows":
+        frame = frame.iloc[[1, 0, *range(2, len(frame))]]
+    else:
+        frame = frame.drop(columns=["p_MISC"])
+    write_parquet(frame.reset_index(drop=True), tmp_path / "bad.parquet", metadata=meta)
+    out = tmp_path / "out"
+    out.mkdir()
+    match = {"drop_row": "label rows but", "swap_rows": "row 0: span", "wrong_classes": "missing columns"}[damage]
+    with pytest.raises(GlodeInputError, match=match):
+        run_epoch(data, tiny_backbone, out, 0, 2, labels_in=tmp_path / "bad.parquet", model_out=True)
+    assert list(out.iterdir()) == []
+
+
+# -- pieces ------------------------------------------------------------------------------------
+
+
+def test_supervised_contrastive_loss_matches_a_loop():
+    from glode.training import supervised_contrastive_loss
+
+    g = torch.Generator().manual_seed(0)
+    z = torch.nn.functional.normalize(torch.randn(9, 6, generator=g), dim=1)
+    y = torch.tensor([0, 0, 1, 1, 1, 2, 0, 3, 2])  # class 3 has a single span: not an anchor
+    tau = 0.1
+    terms = []
+    for i in range(9):
+        positives = [p for p in range(9) if p != i and y[p] == y[i]]
+        if not positives:
+            continue
+        denominator = sum(torch.exp(z[i] @ z[a] / tau) for a in range(9) if a != i)
+        terms.append(-sum(torch.log(torch.exp(z[i] @ z[p] / tau) / denominator) for p in positives) / len(positives))
+    torch.testing.assert_close(supervised_contrastive_loss(z, y, tau), torch.stack(terms).mean())
+    lone = torch.randn(1, 6, requires_grad=True)
+    loss = supervised_contrastive_loss(lone, torch.tensor([1]))
+    loss.backward()
+    assert loss.item() == 0.0 and torch.isfinite(lone.grad).all()
+
+
+def test_supcon_subsample_keeps_entities_first():
+    from glode.train_target import supcon_subsample
+
+    labels = torch.tensor([0] * 50 + [1, 2, 3] + [0] * 10)
+    assert supcon_subsample(labels, 100, torch.Generator().manual_seed(0)) is None
+    keep = supcon_subsample(labels, 10, torch.Generator().manual_seed(0))
+    assert len(keep) == 10 and {50, 51, 52} <= set(keep.tolist()) and keep.tolist() == sorted(keep.tolist())
+    again = supcon_subsample(labels, 10, torch.Generator().manual_seed(0))
+    assert torch.equal(keep, again)
+    assert len(supcon_subsample(labels, 2, torch.Generator().manual_seed(0))) == 2
+
+
+def test_source_batches_cycle_statelessly_across_epochs():
+    from glode.batching import LengthBucketBatchSampler
+    from glode.train_target import CycleBatchSampler
+
+    lengths = np.random.default_rng(0).integers(3, 30, 10)
+    sampler = LengthBucketBatchSampler(lengths, 3, shuffle=True, seed=5)  # 4 batches per pass
+    endless = [b for p in range(4) for b in (sampler.set_epoch(p), sampler.batches())[1]]
+    per_epoch = [list(CycleBatchSampler(sampler, e * 3, 3)) for e in range(5)]  # 3 steps per target epoch
+    assert [b for epoch in per_epoch for b in epoch] == endless[:15]
