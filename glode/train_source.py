@@ -47,6 +47,7 @@ from glode.model import MLM_NORMALISATIONS, SpanModel, load_tokenizer, span_cros
 from glode.options import add_options, option, options_from_args
 from glode.training import (
     UpdateGroup,
+    source_objective,
     accumulation_group_size,
     build_optimizer,
     build_scheduler,
@@ -202,7 +203,7 @@ def train_source(
                 loss_mlm = torch.zeros((), device=device)
                 if target_batches is not None:
                     loss_mlm = masked_lm_step(model, next(target_batches), tokenizer.mask_token_id, specials, opts.mask_rate, opts.mlm_normalisation, mask_generator, device)
-                loss = loss_src + opts.mlm_weight * loss_mlm  # Eq. 3
+                loss = source_objective(loss_src, loss_mlm, opts.mlm_weight)
                 (loss / group_size).backward()
                 group.add({"loss_src": loss_src, "loss_mlm": loss_mlm, "loss_total": loss}, group_size, batch["input_ids"].shape[0])
                 if group.batches < group_size:

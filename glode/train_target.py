@@ -31,7 +31,9 @@ num_epochs x updates-per-epoch updates, so it is the same however the epochs are
 
 State directory (`--state-out`, written atomically; the next epoch's `--state-in`):
 
-    model/config.json, model/model.safetensors   the span model (HF format, no tokenizer)
+    model/                                        the span model as a complete HF directory (config.json,
+                                                  model.safetensors, tokenizer, glode_training.json): the
+                                                  last epoch's is the final model (same as --model-out)
     optimizer.pt                                  {"optimizer": AdamW state, "scheduler": LR schedule state}
     denoiser.safetensors                          Denoiser.state_dict(): prototypes, global/local thresholds,
                                                   bank.embeddings, bank.labels (absent with --denoise false)
@@ -93,12 +95,13 @@ from typing import Any, Iterator, Sequence
 
 import numpy as np
 import pandas as pd
+import pyarrow.parquet as pq
 import torch
 from torch.utils.data import DataLoader, Sampler
 
 from glode.batching import LengthBucketBatchSampler, SpanCollator, build_items, make_loader, move_batch, read_spans
 from glode.data import class_names, load_sentences
-from glode.denoise import DenoiseConfig, Denoiser, beta_schedule
+from glode.denoise import DenoiseConfig, Denoiser
 from glode.device import autocast, describe_device, make_generator, seed_everything, select_device
 from glode.io import GlodeInputError, atomic_dir, atomic_path, read_json, read_parquet_metadata, setup_logging, write_json, write_parquet
 from glode.model import MLM_NORMALISATIONS, SpanModel, load_tokenizer, soft_span_cross_entropy, span_cross_entropy
@@ -106,6 +109,7 @@ from glode.options import add_options, option, options_from_args
 from glode.pseudo_label import predictions_frame
 from glode.training import (
     UpdateGroup,
+    target_objective,
     accumulation_group_size,
     build_optimizer,
     build_scheduler,
@@ -243,8 +247,6 @@ def labels_digest(probs: np.ndarray) -> str:
 def read_pseudo_labels(path: Path, spans: pd.DataFrame, classes: Sequence[str], spans_path: Path) -> tuple[np.ndarray, dict]:
     """The soft pseudo labels [n_spans, n_classes] (float32) of a predictions Parquet, validated
     against the target spans: same rows, same order, the classes' columns, rows summing to 1."""
-    import pyarrow.parquet as pq
-
     try:
         names = pq.read_schema(path).names
     except Exception as err:  # noqa: BLE001 - OSError, ArrowInvalid, ... depending on what the file is
@@ -312,11 +314,18 @@ def read_state(state_in: Path, epoch: int, opts: TargetTrainingOptions, denoise_
     return trainer
 
 
-def save_state(out: Path, model: SpanModel, optimizer, scheduler, denoiser: Denoiser | None, generators: dict, trainer: dict) -> None:
+def save_model_dir(out: Path, model: SpanModel, tokenizer, summary: dict) -> None:
+    """A complete Hugging Face model directory: weights, config, tokenizer, glode_training.json."""
+    model.save_pretrained(str(out))
+    tokenizer.save_pretrained(str(out))
+    write_json(summary, out / "glode_training.json")
+
+
+def save_state(out: Path, model: SpanModel, tokenizer, optimizer, scheduler, denoiser: Denoiser | None, generators: dict, trainer: dict, summary: dict) -> None:
     from safetensors.torch import save_file
 
     with atomic_dir(out) as tmp:
-        model.save_pretrained(str(tmp / "model"))
+        save_model_dir(tmp / "model", model, tokenizer, summary)  # complete: the workflow copies it as the final model
         torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict()}, tmp / "optimizer.pt")
         if denoiser is not None:
             save_file({k: v.detach().cpu().contiguous() for k, v in denoiser.state_dict().items()}, str(tmp / "denoiser.safetensors"))
@@ -375,11 +384,15 @@ def train_target_epoch(
     if "tags" in tgt.columns:  # a labeled file given as target data: its tags are never used
         log.warning("%s has tags; target training ignores them", target_sentences)
         tgt = tgt.drop(columns=["tags"])
-    import pyarrow.parquet as pq
-
     span_columns = [c for c in _TARGET_SPAN_COLUMNS if c in pq.read_schema(target_spans).names]
     spans_t = read_spans(target_spans, columns=span_columns)
+    if len(src) == 0 or len(spans_s) == 0:
+        raise GlodeInputError(source_sentences, "no source sentences or spans to train on")
+    if len(tgt) == 0 or len(spans_t) == 0:
+        raise GlodeInputError(target_sentences, "no target sentences or spans to train on")
     labels, labels_meta = read_pseudo_labels(labels_in, spans_t, classes, target_spans)
+    if epoch == 0 and labels_meta.get("epoch") is not None:
+        log.warning("%s are epoch %s's refined labels; epoch 0 normally starts from a source model's initial labels", labels_in, labels_meta["epoch"])
     if epoch > 0 and labels_meta.get("epoch") is not None and labels_meta["epoch"] != epoch - 1:
         raise GlodeInputError(labels_in, f"are the labels of epoch {labels_meta['epoch']}, but epoch {epoch} needs epoch {epoch - 1}'s")
     labels_sha_in = labels_digest(labels)
@@ -492,7 +505,7 @@ def train_target_epoch(
                 if keep is not None:
                     z, y = z[keep], y[keep]
                 loss_aux = supervised_contrastive_loss(z, y, opts.supcon_temperature)
-            loss = loss_src + loss_tgt + opts.aux_weight * loss_aux  # Eq. 5
+            loss = target_objective(loss_src, loss_tgt, loss_aux, opts.aux_weight)
             (loss / group_size).backward()
             group.add({"loss_src": loss_src, "loss_tgt": loss_tgt, "loss_aux": loss_aux, "loss_total": loss}, group_size, tb["input_ids"].shape[0])
             if group.batches < group_size:
@@ -585,13 +598,10 @@ def train_target_epoch(
             "torch": torch.__version__,
         }
         write_parquet(frame, labels_out, metadata=meta)
-        save_state(state_out, model, optimizer, scheduler, denoiser, generators, trainer)
+        save_state(state_out, model, tokenizer, optimizer, scheduler, denoiser, generators, trainer, summary)
         if model_out is not None:
-            model.eval()
             with atomic_dir(model_out) as tmp:
-                model.save_pretrained(str(tmp))
-                tokenizer.save_pretrained(str(tmp))
-                write_json(summary, Path(tmp) / "glode_training.json")
+                save_model_dir(tmp, model, tokenizer, summary)
     log.info("epoch %d/%d done: update %d, %d of %d pseudo labels changed (argmax), %.0f s", epoch, opts.num_epochs, step, changed, len(labels), summary["seconds"])
     return summary
 

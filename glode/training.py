@@ -183,3 +183,17 @@ def _as_tuple(value):
     if isinstance(value, (list, tuple)):
         return tuple(_as_tuple(v) for v in value)
     return value
+
+
+def source_objective(loss_src: torch.Tensor, loss_mlm: torch.Tensor, mlm_weight: float) -> torch.Tensor:
+    """Eq. 3: the source model's loss L_S = L_src + w * L_mlm."""
+    return loss_src + mlm_weight * loss_mlm
+
+
+def target_objective(loss_src: torch.Tensor, loss_tgt: torch.Tensor, loss_aux: torch.Tensor, aux_weight: float) -> torch.Tensor:
+    """Eq. 5: the target model's loss L_T = L_src + L_tgt + w * L_mlm.
+
+    `loss_aux` is L_mlm for GLoDe; for GLoDe_agnostic (Table 4) it is the supervised contrastive
+    loss that replaces it, and zero for the ablation "w/o mlm".
+    """
+    return loss_src + loss_tgt + aux_weight * loss_aux

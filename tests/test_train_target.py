@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 import torch
 from safetensors.torch import load_file
-from test_source_pipeline import CLASSES, ENTITY_TYPES, synthetic_sentences, write_sentences, write_spans
+from test_source_pipeline import CLASSES, synthetic_sentences, write_sentences, write_spans
 
 from glode.io import GlodeInputError, read_parquet_metadata, write_parquet
 from glode.pseudo_label import predictions_frame
@@ -116,8 +116,8 @@ def test_outputs_schema_state_and_log(data, three_epochs):
         assert ("local_thresholds" in denoiser) == (epoch >= 1)
         assert json.loads((state / "trainer.json").read_text())["step"] == 2 * (epoch + 1)
     assert not [p for p in out.iterdir() if p.name.startswith(".")]  # no temporary leftovers
-    model_dir = out / "model"
-    assert {"config.json", "model.safetensors", "tokenizer.json", "glode_training.json"} <= {p.name for p in model_dir.iterdir()}
+    for model_dir in (out / "model", out / "e2.state" / "model"):  # --model-out, and the state's copy the workflow keeps
+        assert {"config.json", "model.safetensors", "tokenizer.json", "glode_training.json"} <= {p.name for p in model_dir.iterdir()}
 
     # one log line per update, 4 steps of 4 sentences / 2 = 2 updates per epoch; the LR schedule
     # runs over all 6 updates of the run, across the three processes
@@ -142,6 +142,17 @@ def test_rerunning_an_epoch_from_the_previous_state_is_byte_identical(data, tiny
     assert (out / "e2.labels.parquet").read_bytes() == labels_before
     assert (out / "model" / "model.safetensors").read_bytes() == weights_before
     assert (out / "e2.state" / "model" / "model.safetensors").read_bytes() == state_weights_before == weights_before
+
+
+def test_final_state_model_predicts(data, three_epochs, tmp_path):
+    """The last epoch's state/model is what the workflow keeps as the target model: `glode
+    pseudo-label` loads it (weights and tokenizer) like any other model directory."""
+    from glode import pseudo_label
+
+    out = tmp_path / "pred.parquet"
+    argv = ["--model", str(three_epochs / "e2.state" / "model"), "--sentences", str(data / "xx.parquet"), "--spans", str(data / "xx.spans.parquet"), "--out", str(out), "--device", "cpu"]
+    assert pseudo_label.main(argv) == 0
+    assert len(pd.read_parquet(out)) == len(pd.read_parquet(data / "labels0.parquet"))
 
 
 def test_resume_refuses_a_foreign_state(data, tiny_backbone, three_epochs, tmp_path):
@@ -262,3 +273,13 @@ def test_source_batches_cycle_statelessly_across_epochs():
     endless = [b for p in range(4) for b in (sampler.set_epoch(p), sampler.batches())[1]]
     per_epoch = [list(CycleBatchSampler(sampler, e * 3, 3)) for e in range(5)]  # 3 steps per target epoch
     assert [b for epoch in per_epoch for b in epoch] == endless[:15]
+
+
+def test_objectives_eq3_eq5_hand_computed():
+    import torch
+
+    from glode.training import source_objective, target_objective
+
+    # Eq. 3: 0.7 + 1e-3 * 5.0 = 0.705 ; Eq. 5: 0.7 + 0.4 + 1e-3 * 5.0 = 1.105
+    assert source_objective(torch.tensor(0.7), torch.tensor(5.0), 1e-3).item() == pytest.approx(0.705)
+    assert target_objective(torch.tensor(0.7), torch.tensor(0.4), torch.tensor(5.0), 1e-3).item() == pytest.approx(1.105)
