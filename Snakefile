@@ -11,6 +11,9 @@ configfile: "config/config.yaml"
 validate(config, "workflow/schemas/config.schema.yaml")
 
 
+report: "workflow/report/workflow.rst"
+
+
 include: "workflow/rules/common.smk"
 include: "workflow/rules/backbone.smk"
 include: "workflow/rules/prepare.smk"
@@ -20,6 +23,7 @@ include: "workflow/rules/predict.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/target.smk"
 include: "workflow/rules/analysis.smk"
+include: "workflow/rules/tables.smk"
 
 
 rule all:
@@ -31,3 +35,5 @@ rule all:
         initial_pseudo_label_files(),
         target_evaluation_files(config["variants"]),
         label_quality_files(config["variants"]),
+        table_files(),
+        figure_files(),

@@ -259,7 +259,6 @@ def plot_figure4(predicted: dict, source_gold: dict, target_gold: dict) -> Figur
     rows, cols = grid(2 * len(targets), 4)
     fig = Figure(figsize=(3.6 * cols, 3.2 * rows + 1.0), layout="constrained")
     axes = fig.subplots(rows, cols, squeeze=False).ravel()
-    handles = {}
     for i, (dataset, lang) in enumerate(targets):
         sources = [g for (d, _), g in source_gold.items() if d == dataset]
         source = sources[0] if sources else None
@@ -276,11 +275,10 @@ def plot_figure4(predicted: dict, source_gold: dict, target_gold: dict) -> Figur
             if per_seed:
                 lines.append(("prediction", f"{kind} model's predictions (target test)", PREDICTION_COLOR, prediction))
             types = type_order(dataset, *(d for *_, d in lines))
-            for key, label, color, distribution in lines:
-                (line,) = ax.plot(types, [distribution.get(t, 0.0) for t in types], marker="o", color=color, label=label)
-                handles.setdefault(key, line)
+            for _, label, color, distribution in lines:
+                ax.plot(types, [distribution.get(t, 0.0) for t in types], marker="o", color=color, label=label)
             note = f"n={len(per_seed)} seed{'s' if len(per_seed) != 1 else ''}" if per_seed else "no predictions"
-            ax.set_title(f"{lang.capitalize()}-{kind} ({note})")
+            ax.set_title(f"{lang.capitalize()}-{kind} ({DATASET_NAMES.get(dataset, dataset)}, {note})")
             ax.set_xlabel("entity type")
             ax.set_ylabel("entities (%)")
             ax.set_ylim(bottom=0)

@@ -233,9 +233,15 @@ class SpanModel(PreTrainedModel):
         if not self.config.train_projection:
             self.projection.requires_grad_(False)
 
-    def trainable_parameter_groups(self, weight_decay: float) -> list[dict]:
-        """AdamW groups: decay on weight matrices, none on biases and LayerNorm weights (HF convention)."""
-        decay, no_decay, seen = [], [], set()
+    def trainable_parameter_groups(self, weight_decay: float, head_lr: float | None = None) -> list[dict]:
+        """AdamW groups: decay on weight matrices, none on biases and LayerNorm weights (HF convention).
+
+        With `head_lr`, the freshly initialised parts outside the encoder (span classifier, width
+        and morphology embeddings, MLM transform) get their own learning rate: a demo-scale run
+        makes too few updates for them to leave their random start at the encoder's rate.
+        """
+        groups: dict[tuple[bool, bool], list] = {}
+        seen: set[int] = set()
         for name, param in self.named_parameters():
             if not param.requires_grad or id(param) in seen:
                 continue
@@ -243,11 +249,16 @@ class SpanModel(PreTrainedModel):
                 continue
             seen.add(id(param))
             lowered = name.lower()
-            if name.endswith("bias") or "layernorm" in lowered or "layer_norm" in lowered:
-                no_decay.append(param)
-            else:
-                decay.append(param)
-        return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+            no_decay = name.endswith("bias") or "layernorm" in lowered or "layer_norm" in lowered
+            is_head = head_lr is not None and not name.startswith("encoder.")
+            groups.setdefault((no_decay, is_head), []).append(param)
+        result = []
+        for (no_decay, is_head), params in sorted(groups.items()):
+            group = {"params": params, "weight_decay": 0.0 if no_decay else weight_decay}
+            if is_head:
+                group["lr"] = head_lr
+            result.append(group)
+        return result
 
     # -- forward pieces ------------------------------------------------------------------------
 

@@ -249,7 +249,7 @@ def build_rows(table: int, records: Sequence[MetricsRecord]) -> list[Row]:
             label = paper.VARIANT_LABELS.get(variant, variant)
             rows.append(add_deltas(our_row(records, targets, f"target-{variant}", label), full))
             if variant in paper.TABLE3_ABLATIONS:
-                published = paper_row(label, paper.TABLE3_ABLATIONS[variant], targets)
+                published = paper_row(label, paper.TABLE3_ABLATIONS[variant], targets, paper.NOTES[3].get(variant, ""))
                 published.deltas = {lang: paper.TABLE3_DELTAS[variant].get(lang) for _, lang in targets}
                 rows.append(published)
         return rows

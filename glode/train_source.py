@@ -69,6 +69,7 @@ class SourceTrainingOptions:
     batch_size: int = option(8, "sentences per source batch and per target batch")
     grad_accumulation: int = option(4, "batches per optimizer update (8 x 4 = the paper's 32)")
     lr: float = option(1e-5, "AdamW learning rate")
+    head_lr: float = option(0.0, "learning rate of the parts outside the encoder (classifier, width/morphology embeddings, MLM transform); 0 = lr, as the paper (demo scale: higher)")
     adam_beta1: float = option(0.9, "AdamW beta1")
     adam_beta2: float = option(0.98, "AdamW beta2")
     adam_eps: float = option(1e-8, "AdamW epsilon")
@@ -164,7 +165,7 @@ def train_source(
     model = SpanModel.from_backbone(backbone, classes, dropout=opts.dropout, max_span_len=opts.max_span_len, train_projection=opts.train_projection)
     model.freeze_encoder_parts(opts.freeze_word_embeddings, opts.train_top_layers)
     model.to(device).train()
-    optimizer, params = build_optimizer(model, opts.lr, (opts.adam_beta1, opts.adam_beta2), opts.adam_eps, opts.weight_decay)
+    optimizer, params = build_optimizer(model, opts.lr, (opts.adam_beta1, opts.adam_beta2), opts.adam_eps, opts.weight_decay, opts.head_lr)
     log.info("parameters: %d trainable of %d", sum(p.numel() for p in params), sum(p.numel() for p in model.parameters()))
 
     pad_id = tokenizer.pad_token_id

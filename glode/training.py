@@ -29,10 +29,13 @@ from glode.model import SpanModel, mask_tokens, masked_lm_loss
 # -- optimisation ------------------------------------------------------------------------------
 
 
-def build_optimizer(model: SpanModel, lr: float, betas: tuple[float, float], eps: float, weight_decay: float) -> tuple[torch.optim.AdamW, list[torch.nn.Parameter]]:
+def build_optimizer(
+    model: SpanModel, lr: float, betas: tuple[float, float], eps: float, weight_decay: float, head_lr: float = 0.0
+) -> tuple[torch.optim.AdamW, list[torch.nn.Parameter]]:
     """AdamW over the model's trainable parameters (decay on weight matrices, not on biases and
-    LayerNorm weights); returns (optimizer, the flat list of its parameters, for clipping)."""
-    groups = model.trainable_parameter_groups(weight_decay)
+    LayerNorm weights; `head_lr` > 0 gives the non-encoder parts their own rate); returns
+    (optimizer, the flat list of its parameters, for clipping)."""
+    groups = model.trainable_parameter_groups(weight_decay, head_lr=head_lr if head_lr > 0 else None)
     optimizer = torch.optim.AdamW(groups, lr=lr, betas=betas, eps=eps)
     return optimizer, [p for g in groups for p in g["params"]]
 

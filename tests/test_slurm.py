@@ -20,7 +20,7 @@ BIN = Path(sys.executable).parent
 PROFILE = Path(__file__).resolve().parents[1] / "profiles" / "slurm" / "config.yaml"
 GPU_RULES = ("train_source", "train_target_epoch", "predict")
 CPU_RULES = ("prepare_labeled", "prepare_unlabeled_target", "spans", "evaluate", "label_quality_epoch",
-             "label_quality_initial", "target_model", "backbone", "tables", "figures")
+             "label_quality_initial", "target_model", "backbone", "tables", "figure3", "figure4")
 ACCOUNT = "glode-test"  # no accounting database here, so slurmctld takes any account name
 
 

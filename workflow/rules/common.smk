@@ -44,11 +44,12 @@ def all_sentence_files():
 
 
 def all_span_files():
+    """Spans of the splits that models train on or are scored on (dev is unused: no model selection)."""
     return [
         f"results/spans/{dataset}/{lang}/{split}.parquet"
         for dataset in config["datasets"]
         for lang in languages(dataset)
-        for split in ("train", "dev", "test")
+        for split in ("train", "test")
     ]
 
 
@@ -251,3 +252,77 @@ def target_evaluation_files(variants):
         for variant in variants
         for seed in config["seeds"]
     ]
+
+
+TABLE_SYSTEMS = {
+    1: ["source-plain", "source-mlm", "target-glode"],
+    2: ["source-plain", "source-mlm", "target-glode"],
+    3: None,  # every variant except Table 4's language-agnostic one
+    4: ["target-glode", "target-agnostic"],
+}
+TABLE_DATASETS = {1: ["conll"], 2: ["wikiann"], 3: None, 4: None}
+
+
+def table_metrics(wildcards):
+    """metrics.json files behind one of the paper's tables, for the configured targets and seeds."""
+    table = int(wildcards.table)
+    systems = TABLE_SYSTEMS[table] or [
+        f"target-{v}" for v in config["variants"] if v != "agnostic"
+    ]
+    datasets = TABLE_DATASETS[table] or list(config["datasets"])
+    return [
+        f"results/eval/{d}/{lang}/{system}/seed{seed}/metrics.json"
+        for d, lang in target_pairs()
+        if d in datasets
+        for system in systems
+        if system.removeprefix("target-") in config["variants"]
+        or not system.startswith("target-")
+        for seed in config["seeds"]
+    ]
+
+
+def scale_text():
+    train = config["max_train_sentences"] or "all"
+    return (
+        f"train sentences per language: {train}; source epochs {config['source']['epochs']}, "
+        f"target epochs {config['target']['epochs']}; seeds {len(config['seeds'])}"
+    )
+
+
+def figure3_quality_files():
+    variants = [
+        v
+        for v in ("glode", "wo_denoising_local", "wo_denoising_global")
+        if v in config["variants"]
+    ]
+    return label_quality_files(variants)
+
+
+def figure4_metrics():
+    return [
+        f"results/eval/{d}/{lang}/{system}/seed{seed}/metrics.json"
+        for d, lang in target_pairs()
+        for system in ("source-plain", "source-mlm")
+        for seed in config["seeds"]
+    ]
+
+
+def figure4_sentences(which):
+    if which == "source":
+        return sorted(
+            {
+                f"results/data/{d}/{source_lang(d)}/train.parquet"
+                for d, _ in target_pairs()
+            }
+        )
+    return [f"results/data/{d}/{lang}/test.parquet" for d, lang in target_pairs()]
+
+
+def table_files():
+    return [
+        f"results/tables/table{n}.{ext}" for n in (1, 2, 3, 4) for ext in ("csv", "md")
+    ]
+
+
+def figure_files():
+    return ["results/figures/figure3.png", "results/figures/figure4.png"]
