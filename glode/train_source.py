@@ -43,9 +43,10 @@ from glode.batching import build_items, make_loader, move_batch, read_spans
 from glode.data import class_names, load_sentences
 from glode.device import autocast, describe_device, make_generator, seed_everything, select_device
 from glode.io import GlodeInputError, atomic_dir, atomic_path, read_parquet_metadata, setup_logging, write_json
-from glode.model import MLM_NORMALISATIONS, SpanModel, load_tokenizer, span_cross_entropy
+from glode.model import SpanModel, load_tokenizer, span_cross_entropy
 from glode.options import add_options, option, options_from_args
 from glode.training import (
+    TrainingOptions,
     UpdateGroup,
     source_objective,
     accumulation_group_size,
@@ -64,41 +65,16 @@ _LOSS_KEYS = ("loss_src", "loss_mlm", "loss_total")
 
 
 @dataclass
-class SourceTrainingOptions:
+class SourceTrainingOptions(TrainingOptions):
     epochs: int = option(8, "passes over the source sentences (paper: 8)")
-    batch_size: int = option(8, "sentences per source batch and per target batch")
-    grad_accumulation: int = option(4, "batches per optimizer update (8 x 4 = the paper's 32)")
-    lr: float = option(1e-5, "AdamW learning rate")
-    head_lr: float = option(0.0, "learning rate of the parts outside the encoder (classifier, width/morphology embeddings, MLM transform); 0 = lr, as the paper (demo scale: higher)")
-    adam_beta1: float = option(0.9, "AdamW beta1")
-    adam_beta2: float = option(0.98, "AdamW beta2")
-    adam_eps: float = option(1e-8, "AdamW epsilon")
-    weight_decay: float = option(0.01, "AdamW weight decay (not on biases and LayerNorm weights)")
-    warmup_steps: int = option(50, "linear warm-up updates, then linear decay to 0")
-    grad_clip: float = option(1.0, "gradient norm clipping (0 = off)")
-    dropout: float = option(0.2, "dropout on the span vector before the classifier")
-    mask_rate: float = option(0.25, "MLM mask rate r_m")
-    mlm_weight: float = option(1e-3, "w in Eq. 3 (paper: 1e-3; 1e-5 for es)")
-    mlm_normalisation: str = option("masked", "Eq. 2 averaging: 'masked' (authors: mean over masked tokens) or 'tokens' (paper: 1/|X'| per sentence)")
     use_mlm: bool = option(True, "false: no MLM term (ablation 'w/o mlm init', zero-shot baseline)")
-    train_projection: bool = option(False, "let gradients reach the 128-d projection head (authors: never trained)")
-    seed: int = option(1, "seed of everything random in the run")
-    max_seq_len: int = option(128, "encoder window in subwords (must match the spans files)")
-    max_span_len: int = option(4, "longest span in words (must match the spans files)")
-    freeze_word_embeddings: bool = option(False, "CPU demo: freeze the word embeddings (and the tied MLM decoder)")
-    train_top_layers: int = option(0, "CPU demo: train only the encoder's top N layers (0 = all)")
     max_source_sentences: int = option(0, "demo scale: seeded subsample of the source sentences (0 = all)")
     max_target_sentences: int = option(0, "demo scale: seeded subsample of the target sentences (0 = all)")
-    device: str = option("auto", "auto (CUDA with bf16 autocast if available, else CPU fp32), cpu, cuda, cuda:N")
-    num_workers: int = option(0, "DataLoader worker processes")
 
     def validate(self) -> None:
-        if self.mlm_normalisation not in MLM_NORMALISATIONS:
-            raise ValueError(f"--mlm-normalisation must be one of {MLM_NORMALISATIONS}")
-        if self.batch_size < 1 or self.grad_accumulation < 1 or self.epochs < 1:
-            raise ValueError("--epochs, --batch-size and --grad-accumulation must be >= 1")
-        if not 0.0 <= self.mask_rate <= 1.0:
-            raise ValueError("--mask-rate must be in [0, 1]")
+        self.validate_common()
+        if self.epochs < 1:
+            raise ValueError("--epochs must be >= 1")
 
 
 def subsample(df: pd.DataFrame, limit: int, seed: int, stream: int) -> pd.DataFrame:

@@ -104,10 +104,11 @@ from glode.data import class_names, load_sentences
 from glode.denoise import DenoiseConfig, Denoiser
 from glode.device import autocast, describe_device, make_generator, seed_everything, select_device
 from glode.io import GlodeInputError, atomic_dir, atomic_path, read_json, read_parquet_metadata, setup_logging, write_json, write_parquet
-from glode.model import MLM_NORMALISATIONS, SpanModel, load_tokenizer, soft_span_cross_entropy, span_cross_entropy
+from glode.model import SpanModel, load_tokenizer, soft_span_cross_entropy, span_cross_entropy
 from glode.options import add_options, option, options_from_args
 from glode.pseudo_label import predictions_frame
 from glode.training import (
+    TrainingOptions,
     UpdateGroup,
     target_objective,
     accumulation_group_size,
@@ -135,45 +136,20 @@ STATE_FILES = ("model", "optimizer.pt", "rng.pt", "trainer.json")
 
 
 @dataclass
-class TargetTrainingOptions:
+class TargetTrainingOptions(TrainingOptions):
     num_epochs: int = option(8, "target epochs of the whole run (paper: 8, 6 for zh; authors' code: 5); sets the LR schedule and beta")
-    batch_size: int = option(8, "sentences per source batch and per target batch")
-    grad_accumulation: int = option(4, "steps per optimizer update (8 x 4 = the paper's 32)")
-    lr: float = option(1e-5, "AdamW learning rate")
-    head_lr: float = option(0.0, "learning rate of the parts outside the encoder (classifier, width/morphology embeddings, MLM transform); 0 = lr, as the paper (demo scale: higher)")
-    adam_beta1: float = option(0.9, "AdamW beta1")
-    adam_beta2: float = option(0.98, "AdamW beta2")
-    adam_eps: float = option(1e-8, "AdamW epsilon")
-    weight_decay: float = option(0.01, "AdamW weight decay (not on biases and LayerNorm weights)")
-    warmup_steps: int = option(50, "linear warm-up updates, then linear decay to 0 at the end of the last epoch")
-    grad_clip: float = option(1.0, "gradient norm clipping (0 = off)")
-    dropout: float = option(0.2, "dropout on the span vector before the classifier")
     aux_task: str = option("mlm", "auxiliary term of Eq. 5: mlm (GLoDe), supcon (Table 4's GLoDe_agnostic), none (ablation w/o mlm)")
-    mask_rate: float = option(0.25, "MLM mask rate r_m")
-    mlm_weight: float = option(1e-3, "w in Eq. 5 for the mlm task (paper: 1e-3; 1e-5 for es)")
-    mlm_normalisation: str = option("masked", "Eq. 2 averaging: 'masked' (authors: mean over masked tokens) or 'tokens' (paper: 1/|X'| per sentence)")
     supcon_weight: float = option(1.0, "weight of the supcon term (replaces w * L_mlm)")
     supcon_temperature: float = option(0.1, "temperature of the supervised contrastive loss")
     supcon_max_spans: int = option(1024, "at most this many spans per step in the supcon loss: all entity spans first, then seeded O spans (0 = all)")
     denoise: bool = option(True, "global-local denoising of the pseudo labels (false = ablation w/o denoising: labels never change)")
-    train_projection: bool = option(False, "let gradients reach the 128-d projection head (authors: never trained; forced on by supcon)")
-    seed: int = option(1, "seed of everything random in the run")
-    max_seq_len: int = option(128, "encoder window in subwords (must match the spans files)")
-    max_span_len: int = option(4, "longest span in words (must match the spans files)")
-    freeze_word_embeddings: bool = option(False, "CPU demo: freeze the word embeddings (and the tied MLM decoder)")
-    train_top_layers: int = option(0, "CPU demo: train only the encoder's top N layers (0 = all)")
-    device: str = option("auto", "auto (CUDA with bf16 autocast if available, else CPU fp32), cpu, cuda, cuda:N")
-    num_workers: int = option(0, "DataLoader worker processes")
 
     def validate(self) -> None:
+        self.validate_common()
         if self.aux_task not in AUX_TASKS:
             raise ValueError(f"--aux-task must be one of {AUX_TASKS}, got {self.aux_task!r}")
-        if self.mlm_normalisation not in MLM_NORMALISATIONS:
-            raise ValueError(f"--mlm-normalisation must be one of {MLM_NORMALISATIONS}")
-        if self.batch_size < 1 or self.grad_accumulation < 1 or self.num_epochs < 1:
-            raise ValueError("--num-epochs, --batch-size and --grad-accumulation must be >= 1")
-        if not 0.0 <= self.mask_rate <= 1.0:
-            raise ValueError("--mask-rate must be in [0, 1]")
+        if self.num_epochs < 1:
+            raise ValueError("--num-epochs must be >= 1")
         if self.supcon_temperature <= 0:
             raise ValueError("--supcon-temperature must be > 0")
 
@@ -355,6 +331,7 @@ def train_target_epoch(
     opts: TargetTrainingOptions,
     denoise_config: DenoiseConfig,
     progress: bool | None = None,
+    init_model: Path | None = None,
 ) -> dict:
     """Run target epoch `epoch` (0-based) and write its outputs; returns a summary dict."""
     from tqdm.auto import tqdm
@@ -366,6 +343,8 @@ def train_target_epoch(
         raise ValueError(f"epoch {epoch} resumes from epoch {epoch - 1}'s state: --state-in is required")
     if epoch == 0 and state_in is not None:
         raise ValueError("epoch 0 starts fresh from --backbone; --state-in is only for epochs > 0")
+    if epoch > 0 and init_model is not None:
+        raise ValueError("--init-model is only for epoch 0; later epochs resume from --state-in")
     started = time.perf_counter()
     seed_everything(opts.seed)
     device = select_device(opts.device)
@@ -407,7 +386,14 @@ def train_target_epoch(
              epoch, opts.num_epochs, len(source_items), len(spans_s), len(target_items), len(spans_t), classes, opts.aux_task, opts.denoise)
 
     # -- model, optimiser, schedule (fresh at epoch 0, else epoch E-1's)
-    if epoch == 0:
+    if epoch == 0 and init_model is not None:
+        # Demo scale only: the paper trains the target model from the pretrained encoder.
+        model = SpanModel.from_pretrained(str(init_model))
+        if list(model.classes) != list(classes):
+            raise GlodeInputError(init_model, f"has classes {model.classes}, the data {classes}")
+        model.config.train_projection = opts.projection_trained
+        log.info("epoch 0 starts from the span model %s instead of the pretrained encoder", init_model)
+    elif epoch == 0:
         model = SpanModel.from_backbone(backbone, classes, dropout=opts.dropout, max_span_len=opts.max_span_len, train_projection=opts.projection_trained)
     else:
         model = SpanModel.from_pretrained(str(state_in / "model"))
@@ -618,6 +604,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--backbone", required=True, help="Hugging Face encoder name or directory (weights for epoch 0; the tokenizer always)")
     parser.add_argument("--entity-types", nargs="+", help="label set without O, in class order (default: the source file's metadata)")
     parser.add_argument("--state-in", type=Path, help="epoch E-1's --state-out (required for epoch > 0)")
+    parser.add_argument(
+        "--init-model", type=Path,
+        help="epoch 0 only: start from this span model (e.g. the source model) instead of the pretrained --backbone; "
+        "the paper starts from the backbone; useful at demo scale, where a few updates cannot train a model from scratch",
+    )
     parser.add_argument("--state-out", required=True, type=Path, help="state directory to write (the next epoch's --state-in)")
     parser.add_argument("--labels-out", required=True, type=Path, help="refined pseudo labels Parquet to write")
     parser.add_argument("--model-out", type=Path, help="also write the model (with tokenizer) as a Hugging Face directory")
@@ -647,6 +638,7 @@ def main(argv: list[str] | None = None) -> int:
         train_log=args.train_log,
         opts=options_from_args(TargetTrainingOptions, args),
         denoise_config=options_from_args(DenoiseConfig, args),
+        init_model=args.init_model,
     )
     return 0
 

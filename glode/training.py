@@ -8,13 +8,15 @@
 * the MLM term of one batch of target sentences (Eq. 2, `masked_lm_step`);
 * the supervised contrastive loss of the `supcon` auxiliary task (`supervised_contrastive_loss`);
 * capturing and restoring every random state of a run, for exact resumption (`capture_rng_state`,
-  `restore_rng_state`).
+  `restore_rng_state`);
+* the settings both stages share (`TrainingOptions`), which each stage's options extend.
 """
 
 from __future__ import annotations
 
 import random
 import time
+from dataclasses import dataclass
 from typing import Mapping
 
 import numpy as np
@@ -23,7 +25,44 @@ import torch.nn.functional as F
 
 from glode.batching import move_batch
 from glode.device import autocast
-from glode.model import SpanModel, mask_tokens, masked_lm_loss
+from glode.model import MLM_NORMALISATIONS, SpanModel, mask_tokens, masked_lm_loss
+from glode.options import option
+
+
+@dataclass
+class TrainingOptions:
+    """Optimisation and model settings of both training stages (paper 4.1 and the authors' runs)."""
+
+    batch_size: int = option(8, "sentences per source batch and per target batch")
+    grad_accumulation: int = option(4, "batches per optimizer update (8 x 4 = the paper's 32)")
+    lr: float = option(1e-5, "AdamW learning rate")
+    head_lr: float = option(0.0, "learning rate of the parts outside the encoder (classifier, width/morphology embeddings, MLM transform); 0 = lr, as the paper (demo scale: higher)")
+    adam_beta1: float = option(0.9, "AdamW beta1")
+    adam_beta2: float = option(0.98, "AdamW beta2")
+    adam_eps: float = option(1e-8, "AdamW epsilon")
+    weight_decay: float = option(0.01, "AdamW weight decay (not on biases and LayerNorm weights)")
+    warmup_steps: int = option(50, "linear warm-up updates, then linear decay to 0 at the end of the run")
+    grad_clip: float = option(1.0, "gradient norm clipping (0 = off)")
+    dropout: float = option(0.2, "dropout on the span vector before the classifier")
+    mask_rate: float = option(0.25, "MLM mask rate r_m")
+    mlm_weight: float = option(1e-3, "w in Eqs. 3 and 5 (paper: 1e-3; 1e-5 for es)")
+    mlm_normalisation: str = option("masked", "Eq. 2 averaging: 'masked' (authors: mean over masked tokens) or 'tokens' (paper: 1/|X'| per sentence)")
+    train_projection: bool = option(False, "let gradients reach the 128-d projection head (authors: never trained)")
+    seed: int = option(1, "seed of everything random in the run")
+    max_seq_len: int = option(128, "encoder window in subwords (must match the spans files)")
+    max_span_len: int = option(4, "longest span in words (must match the spans files)")
+    freeze_word_embeddings: bool = option(False, "CPU demo: freeze the word embeddings (and the tied MLM decoder)")
+    train_top_layers: int = option(0, "CPU demo: train only the encoder's top N layers (0 = all)")
+    device: str = option("auto", "auto (CUDA with bf16 autocast if available, else CPU fp32), cpu, cuda, cuda:N")
+    num_workers: int = option(0, "DataLoader worker processes")
+
+    def validate_common(self) -> None:
+        if self.mlm_normalisation not in MLM_NORMALISATIONS:
+            raise ValueError(f"--mlm-normalisation must be one of {MLM_NORMALISATIONS}")
+        if self.batch_size < 1 or self.grad_accumulation < 1:
+            raise ValueError("--batch-size and --grad-accumulation must be >= 1")
+        if not 0.0 <= self.mask_rate <= 1.0:
+            raise ValueError("--mask-rate must be in [0, 1]")
 
 
 # -- optimisation ------------------------------------------------------------------------------

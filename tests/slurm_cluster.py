@@ -15,7 +15,6 @@ one line per finished job to a job completion file (`jobcomp/filetxt`).
 from __future__ import annotations
 
 import os
-import re
 import shutil
 import signal
 import socket

@@ -5,7 +5,6 @@ tables and figures; then resuming after a killed epoch, and what a changed setti
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -35,6 +34,7 @@ def tiny_config(data_root: Path, backbone: Path) -> dict:
             "target": {**fast, "epochs": 2},
             "denoise": {"k": 8, "update_start_epoch": 1},
             "pseudo_labels": {"batch_size": 256},
+            "target_init": "source",
         }
     )
     config["datasets"] = {"wikiann": {**config["datasets"]["wikiann"], "targets": ["hi"]}}
@@ -107,6 +107,9 @@ def test_killed_epoch_resumes_and_pipeline_finishes(workflow):
     for figure in ("figure3", "figure4"):
         assert (workflow.workdir / f"results/figures/{figure}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "Nothing to be done" in workflow("-n").stdout
+    workflow("--report", "results/report.html")
+    html = (workflow.workdir / "results/report.html").read_text(errors="replace")
+    assert "table3.csv" in html and "figure3.png" in html
 
 
 def test_changed_target_setting_reruns_only_target_stages(workflow):

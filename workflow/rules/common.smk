@@ -200,6 +200,9 @@ def target_epoch_inputs(wildcards):
         inputs["labels"] = (
             f"results/predictions/{d}/{lang}/{initial}/seed{seed}/train.parquet"
         )
+        if config.get("target_init", "backbone") == "source":
+            kind = "plain" if initial == "source-plain" else f"mlm-{lang}"
+            inputs["init_model"] = f"results/source/{d}/{kind}/seed{seed}/model"
     else:
         previous = f"{target_run_dir(wildcards)}/epoch{epoch - 1}"
         inputs["labels"] = f"{previous}/labels.parquet"
@@ -208,7 +211,12 @@ def target_epoch_inputs(wildcards):
 
 
 def state_in_flag(wildcards, input):
-    return f"--state-in {input.state}" if "state" in input.keys() else ""
+    """Where an epoch starts: epoch e-1's state, or (epoch 0, `target_init: source`) a source model."""
+    if "state" in input.keys():
+        return f"--state-in {input.state}"
+    if "init_model" in input.keys():
+        return f"--init-model {input.init_model}"
+    return ""
 
 
 def target_training_flags(wildcards):
