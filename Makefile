@@ -30,6 +30,7 @@ setup: $(VENV)/.installed $(BACKBONE_DIR)/config.json
 
 demo: setup
 	snakemake --cores $(CORES) --configfile config/demo.yaml
+	snakemake --configfile config/demo.yaml --report results/report.html
 
 test: setup
 	pytest -q

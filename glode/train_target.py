@@ -392,6 +392,7 @@ def train_target_epoch(
         if list(model.classes) != list(classes):
             raise GlodeInputError(init_model, f"has classes {model.classes}, the data {classes}")
         model.config.train_projection = opts.projection_trained
+        model.projection.requires_grad_(opts.projection_trained)
         log.info("epoch 0 starts from the span model %s instead of the pretrained encoder", init_model)
     elif epoch == 0:
         model = SpanModel.from_backbone(backbone, classes, dropout=opts.dropout, max_span_len=opts.max_span_len, train_projection=opts.projection_trained)

@@ -283,3 +283,21 @@ def test_objectives_eq3_eq5_hand_computed():
     # Eq. 3: 0.7 + 1e-3 * 5.0 = 0.705 ; Eq. 5: 0.7 + 0.4 + 1e-3 * 5.0 = 1.105
     assert source_objective(torch.tensor(0.7), torch.tensor(5.0), 1e-3).item() == pytest.approx(0.705)
     assert target_objective(torch.tensor(0.7), torch.tensor(0.4), torch.tensor(5.0), 1e-3).item() == pytest.approx(1.105)
+
+
+def test_init_model_with_supcon_resumes(data, tiny_backbone, tmp_path):
+    """`--init-model` (target_init: source) with a trained projection (supcon) resumes at epoch 1:
+    the optimizer's parameter groups of epoch 0 must match those rebuilt from the saved state."""
+    from transformers import AutoTokenizer
+
+    from glode.model import SpanModel
+
+    init = tmp_path / "source_model"
+    model = SpanModel.from_backbone(tiny_backbone, CLASSES)
+    assert not model.config.train_projection
+    model.save_pretrained(init)
+    AutoTokenizer.from_pretrained(str(tiny_backbone)).save_pretrained(str(init))
+    supcon = ["--aux-task", "supcon", "--supcon-max-spans", "64"]
+    run_epoch(data, tiny_backbone, tmp_path, 0, 2, extra=[*supcon, "--init-model", str(init)])
+    run_epoch(data, tiny_backbone, tmp_path, 1, 2, state_in=tmp_path / "e0.state", labels_in=tmp_path / "e0.labels.parquet", extra=supcon)
+    assert probs_of(tmp_path / "e1.labels.parquet").shape == probs_of(tmp_path / "e0.labels.parquet").shape
