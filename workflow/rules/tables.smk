@@ -7,7 +7,7 @@ rule tables:
     output:
         csv=report(
             "results/tables/table{table}.csv",
-            caption="../report/table{table}.rst",
+            caption="../report/tables.rst",
             category="Tables",
         ),
         md="results/tables/table{table}.md",
