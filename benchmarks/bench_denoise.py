@@ -15,15 +15,15 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import statistics
 import sys
-import time
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from timing import fmt, timed  # noqa: E402  (benchmarks/timing.py: the script's folder is on sys.path)
 
 from glode.denoise import (  # noqa: E402
     DenoiseConfig,
@@ -40,29 +40,6 @@ from glode.denoise import (  # noqa: E402
 )
 
 NUM_CLASSES = 5  # CoNLL: O PER LOC ORG MISC
-
-
-def timed(fn, device: torch.device, repeats: int) -> tuple[float, float]:
-    """(median, min) seconds of fn() over `repeats` runs after one warm-up."""
-
-    def sync():
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-
-    fn()
-    sync()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        sync()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times), min(times)
-
-
-def fmt(seconds: tuple[float, float]) -> str:
-    med, low = seconds
-    return f"{med * 1e3:10.2f} ms  (min {low * 1e3:.2f})"
 
 
 def random_spans(n: int, dim: int, device: torch.device, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:

@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import statistics
 import sys
 import tempfile
 import time
@@ -44,32 +43,12 @@ from glode.device import autocast, make_generator, seed_everything  # noqa: E402
 from glode.model import SpanModel, load_tokenizer, soft_span_cross_entropy, span_cross_entropy  # noqa: E402
 from glode.training import build_optimizer, masked_lm_step, special_token_ids  # noqa: E402
 
+from timing import fmt, timed  # noqa: E402  (benchmarks/timing.py: the script's folder is on sys.path)
+
 DATA = PROJECT_ROOT.parent / "shared" / "datasets" / "conll"
 DEFAULT_BACKBONE = PROJECT_ROOT / "resources" / "multilingual-e5-small"
 ENTITY_TYPES = ["PER", "LOC", "ORG", "MISC"]
 CLASSES = ["O", *ENTITY_TYPES]
-
-
-def timed(fn, device: torch.device, repeats: int) -> tuple[float, float]:
-    """(median, min) seconds of fn() over `repeats` runs after one warm-up."""
-
-    def sync():
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-
-    fn()
-    sync()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        sync()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times), min(times)
-
-
-def fmt(seconds: tuple[float, float]) -> str:
-    return f"{seconds[0] * 1e3:10.2f} ms  (min {seconds[1] * 1e3:.2f})"
 
 
 def tiny_backbone(out: Path) -> Path:
