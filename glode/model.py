@@ -29,6 +29,7 @@ from that stored config, so loading never needs the hub or the original backbone
 from __future__ import annotations
 
 import functools
+import json
 import logging
 import re
 from dataclasses import dataclass
@@ -206,12 +207,21 @@ class SpanModel(PreTrainedModel):
         return list(self.config.classes)
 
     @classmethod
-    def from_backbone(cls, backbone: str | Path, classes: Sequence[str], **config_overrides) -> "SpanModel":
-        """A span model whose encoder holds the pretrained weights of `backbone` (HF name or path)."""
+    def from_backbone(cls, backbone: str | Path, classes: Sequence[str], encoder_layers: int = 0, **config_overrides) -> "SpanModel":
+        """A span model whose encoder holds the pretrained weights of `backbone` (HF name or path).
+
+        `encoder_layers=N>0` keeps only the backbone's bottom N transformer layers (a CPU-demo
+        economy: every forward and backward pass costs about N/L of the full encoder's)."""
+        kwargs = {}
+        if encoder_layers > 0:
+            available = AutoConfig.from_pretrained(str(backbone)).num_hidden_layers
+            if encoder_layers > available:
+                raise ValueError(f"encoder_layers {encoder_layers} > the {available} layers of backbone {backbone}")
+            kwargs["num_hidden_layers"] = encoder_layers
         try:
-            pretrained = AutoModel.from_pretrained(str(backbone), add_pooling_layer=False)
+            pretrained = AutoModel.from_pretrained(str(backbone), add_pooling_layer=False, **kwargs)
         except TypeError:
-            pretrained = AutoModel.from_pretrained(str(backbone))
+            pretrained = AutoModel.from_pretrained(str(backbone), **kwargs)
         config = SpanModelConfig(encoder_config=pretrained.config.to_dict(), classes=list(classes), **config_overrides)
         model = cls(config)
         model.encoder.load_state_dict(pretrained.state_dict(), strict=True)
@@ -419,6 +429,17 @@ AutoModel.register(SpanModelConfig, SpanModel, exist_ok=True)
 
 @functools.lru_cache(maxsize=4)
 def _cached_tokenizer(name_or_path: str, stamp: tuple):
+    path = Path(name_or_path)
+    if (path / "tokenizer.json").is_file() and (path / "tokenizer_config.json").is_file():
+        # A directory with a fast-tokenizer file: wrap it directly. Through AutoTokenizer, the
+        # model-specific class re-parses the 250k-piece vocabulary in Python (~2 s more per
+        # process); the tokenization is the same (tests/test_model.py compares them).
+        from tokenizers import Tokenizer
+        from transformers import PreTrainedTokenizerFast
+
+        settings = json.loads((path / "tokenizer_config.json").read_text())
+        special = {k: v["content"] if isinstance(v, dict) else v for k, v in settings.items() if k.endswith("_token") and isinstance(v, (str, dict))}
+        return PreTrainedTokenizerFast(tokenizer_object=Tokenizer.from_file(str(path / "tokenizer.json")), model_max_length=settings.get("model_max_length", 512), **special)
     from transformers import AutoTokenizer
 
     return AutoTokenizer.from_pretrained(name_or_path)

@@ -145,12 +145,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     setup_logging(args.log)
-    from transformers import AutoTokenizer
-
     from glode.data import load_sentences
+    from glode.model import load_tokenizer
 
     sentences = load_sentences(args.sentences)
-    tokenizer = AutoTokenizer.from_pretrained(args.tokenizer)
+    tokenizer = load_tokenizer(args.tokenizer)
     table, stats = build_span_table(sentences, tokenizer, args.max_span_len, args.max_seq_len)
     meta = read_parquet_metadata(args.sentences)
     stats["tokenizer"] = str(args.tokenizer)

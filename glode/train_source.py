@@ -138,7 +138,7 @@ def train_source(
         target_items = build_items(tgt, tokenizer, opts.max_seq_len)
     log.info("source: %d sentences, %d spans; target (MLM): %d sentences; classes %s", len(source_items), len(spans), len(target_items), classes)
 
-    model = SpanModel.from_backbone(backbone, classes, dropout=opts.dropout, max_span_len=opts.max_span_len, train_projection=opts.train_projection)
+    model = SpanModel.from_backbone(backbone, classes, encoder_layers=opts.encoder_layers, dropout=opts.dropout, max_span_len=opts.max_span_len, train_projection=opts.train_projection)
     model.freeze_encoder_parts(opts.freeze_word_embeddings, opts.train_top_layers)
     model.to(device).train()
     optimizer, params = build_optimizer(model, opts.lr, (opts.adam_beta1, opts.adam_beta2), opts.adam_eps, opts.weight_decay, opts.head_lr)

@@ -395,7 +395,7 @@ def train_target_epoch(
         model.projection.requires_grad_(opts.projection_trained)
         log.info("epoch 0 starts from the span model %s instead of the pretrained encoder", init_model)
     elif epoch == 0:
-        model = SpanModel.from_backbone(backbone, classes, dropout=opts.dropout, max_span_len=opts.max_span_len, train_projection=opts.projection_trained)
+        model = SpanModel.from_backbone(backbone, classes, encoder_layers=opts.encoder_layers, dropout=opts.dropout, max_span_len=opts.max_span_len, train_projection=opts.projection_trained)
     else:
         model = SpanModel.from_pretrained(str(state_in / "model"))
     model.freeze_encoder_parts(opts.freeze_word_embeddings, opts.train_top_layers)

@@ -53,6 +53,7 @@ class TrainingOptions:
     max_span_len: int = option(4, "longest span in words (must match the spans files)")
     freeze_word_embeddings: bool = option(False, "CPU demo: freeze the word embeddings (and the tied MLM decoder)")
     train_top_layers: int = option(0, "CPU demo: train only the encoder's top N layers (0 = all)")
+    encoder_layers: int = option(0, "CPU demo: keep only the backbone's bottom N layers (0 = all); a model built on the backbone, not one resumed")
     device: str = option("auto", "auto (CUDA with bf16 autocast if available, else CPU fp32), cpu, cuda, cuda:N")
     num_workers: int = option(0, "DataLoader worker processes")
 

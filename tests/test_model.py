@@ -210,3 +210,43 @@ def test_freeze_encoder_parts(tiny_backbone):
     m.freeze_encoder_parts(freeze_word_embeddings=True)
     assert not m.encoder.get_input_embeddings().weight.requires_grad
     assert m.encoder.embeddings.position_embeddings.weight.requires_grad
+
+
+def test_encoder_layers_keeps_the_bottom_layers(tiny_backbone):
+    """encoder_layers=1 keeps layer 0 of the 2-layer backbone, with its pretrained weights."""
+    from transformers import AutoModel
+
+    full = AutoModel.from_pretrained(str(tiny_backbone))
+    shallow = SpanModel.from_backbone(tiny_backbone, CLASSES, encoder_layers=1)
+    assert shallow.encoder.config.num_hidden_layers == 1
+    assert len(shallow.encoder.encoder.layer) == 1
+    torch.testing.assert_close(shallow.encoder.encoder.layer[0].state_dict(), full.encoder.layer[0].state_dict())
+    with pytest.raises(ValueError, match="encoder_layers 3 > the 2 layers"):
+        SpanModel.from_backbone(tiny_backbone, CLASSES, encoder_layers=3)
+
+
+def test_shallow_model_saves_and_reloads(tiny_backbone, tmp_path):
+    shallow = SpanModel.from_backbone(tiny_backbone, CLASSES, encoder_layers=1)
+    shallow.save_pretrained(tmp_path / "m")
+    reloaded = SpanModel.from_pretrained(str(tmp_path / "m"))
+    assert reloaded.encoder.config.num_hidden_layers == 1
+    torch.testing.assert_close(reloaded.state_dict(), shallow.state_dict())
+
+
+def test_load_tokenizer_tokenizes_as_auto_tokenizer(tiny_backbone):
+    """The direct fast-tokenizer load must give AutoTokenizer's ids, word ids and special tokens."""
+    from transformers import AutoTokenizer
+
+    from glode.model import _cached_tokenizer
+
+    fast = _cached_tokenizer(str(tiny_backbone), ("uncached",))
+    auto = AutoTokenizer.from_pretrained(str(tiny_backbone))
+    words = [["Schröder", "visitó", "Nueva", "York", "."], ["मुंबई", "भारत", "में", "है"], ["東京", "は", "大きい"], ["<mask>", "naïve", "co-operation", "U.S.A."]]
+    a = auto(words, is_split_into_words=True, truncation=True, max_length=16)
+    b = fast(words, is_split_into_words=True, truncation=True, max_length=16)
+    for i in range(len(words)):
+        assert a.input_ids[i] == b.input_ids[i]
+        assert a.word_ids(i) == b.word_ids(i)
+    for name in ("mask_token_id", "pad_token_id", "cls_token_id", "sep_token_id", "unk_token_id", "model_max_length"):
+        assert getattr(fast, name) == getattr(auto, name), name
+    assert len(fast) == len(auto)
