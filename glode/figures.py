@@ -283,7 +283,8 @@ def plot_figure4(predicted: dict, source_gold: dict, target_gold: dict) -> Figur
             ax.set_ylabel("entities (%)")
             ax.set_ylim(bottom=0)
             ax.grid(alpha=0.3)
-            ax.legend(fontsize="x-small", loc="best")
+            # Below the axes: inside, the legend hid the peaks of skewed predicted distributions.
+            ax.legend(fontsize="x-small", loc="upper center", bbox_to_anchor=(0.5, -0.2))
     for ax in axes[2 * len(targets):]:
         ax.set_visible(False)
     fig.suptitle("Distribution of entity types: source gold (blue), target gold (green), source model's predictions on the target (orange)\n"

@@ -291,9 +291,11 @@ def table_metrics(wildcards):
 
 def scale_text():
     train = config["max_train_sentences"] or "all"
+    layers = config["source"].get("encoder_layers", 0)
+    depth = f"; encoder: the backbone's bottom {layers} layers" if layers else ""
     return (
         f"train sentences per language: {train}; source epochs {config['source']['epochs']}, "
-        f"target epochs {config['target']['epochs']}; seeds {len(config['seeds'])}"
+        f"target epochs {config['target']['epochs']}; seeds {len(config['seeds'])}{depth}"
     )
 
 
