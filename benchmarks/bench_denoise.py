@@ -26,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from timing import fmt, timed  # noqa: E402  (benchmarks/timing.py: the script's folder is on sys.path)
 
 from glode.denoise import (  # noqa: E402
-    DenoiseConfig,
+    DenoiseOptions,
     Denoiser,
     NeighbourBank,
     build_bank,
@@ -85,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
           f"epoch={args.epoch_spans} spans, repeats={args.repeats}\n")
 
     # --- one training step ----------------------------------------------------------------
-    cfg = DenoiseConfig(k=args.k)
+    cfg = DenoiseOptions(k=args.k)
     bank_z, bank_y = random_spans(args.bank_size, args.dim, device, gen)
     bank = NeighbourBank(bank_z, bank_y)
     z_src, y_src = random_spans(args.batch_spans, args.dim, device, gen)

@@ -50,19 +50,6 @@ def rss_mb() -> float:
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def tiny_backbone(out: Path) -> Path:
-    import torch
-    from transformers import BertConfig, BertModel
-
-    from glode.tokenizer import save_offline_tokenizer
-
-    torch.manual_seed(0)
-    config = BertConfig(vocab_size=250037, hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64, max_position_embeddings=512, type_vocab_size=1, pad_token_id=1)
-    BertModel(config, add_pooling_layer=False).save_pretrained(out)
-    save_offline_tokenizer(out)
-    return out
-
-
 def first_sentences(path: Path, n: int):
     import pandas as pd
 
@@ -78,7 +65,8 @@ def run_variant(variant: str, backbone: str, data: Path, n: int, repeats: int, d
 
     from glode.batching import SpanCollator, build_items, move_batch
     from glode.device import autocast, make_generator, seed_everything, select_device
-    from glode.model import SpanModel, load_tokenizer, mask_tokens, masked_lm_loss, span_cross_entropy
+    from glode.model import SpanModel, load_tokenizer
+    from glode.objectives import mask_tokens, masked_lm_loss, span_cross_entropy
     from glode.spans import build_span_table
 
     rss_after_imports = rss_mb()
@@ -205,7 +193,9 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         backbone = args.backbone
         if backbone is None:
-            backbone = str(DEFAULT_BACKBONE) if (DEFAULT_BACKBONE / "config.json").exists() else str(tiny_backbone(Path(tmp) / "tiny"))
+            from glode.testing import build_tiny_backbone
+
+            backbone = str(DEFAULT_BACKBONE) if (DEFAULT_BACKBONE / "config.json").exists() else str(build_tiny_backbone(Path(tmp) / "tiny"))
         info = machine(args.device)
         print("machine: " + ", ".join(f"{k}={v}" for k, v in info.items()))
         print(f"backbone: {backbone}; data: {args.data} (first {args.sentences} sentences); word embeddings {'frozen' if args.freeze_word_embeddings else 'trained'}")

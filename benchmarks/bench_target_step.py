@@ -38,9 +38,11 @@ PROJECT_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(PROJECT_ROOT))
 
 from glode.batching import SpanCollator, build_items, move_batch  # noqa: E402
-from glode.denoise import DenoiseConfig, Denoiser, NeighbourBank, class_thresholds, denoising_directions, local_scores, merge_directions, update_pseudo_labels  # noqa: E402
+from glode.denoise import DenoiseOptions, Denoiser, NeighbourBank, class_thresholds, denoising_directions, local_scores, merge_directions, update_pseudo_labels  # noqa: E402
 from glode.device import autocast, make_generator, seed_everything  # noqa: E402
-from glode.model import SpanModel, load_tokenizer, soft_span_cross_entropy, span_cross_entropy  # noqa: E402
+from glode.model import SpanModel, load_tokenizer  # noqa: E402
+from glode.objectives import soft_span_cross_entropy, span_cross_entropy  # noqa: E402
+from glode.testing import build_tiny_backbone  # noqa: E402
 from glode.training import build_optimizer, masked_lm_step, special_token_ids  # noqa: E402
 
 from timing import fmt, timed  # noqa: E402  (benchmarks/timing.py: the script's folder is on sys.path)
@@ -49,18 +51,6 @@ DATA = PROJECT_ROOT.parent / "shared" / "datasets" / "conll"
 DEFAULT_BACKBONE = PROJECT_ROOT / "resources" / "multilingual-e5-small"
 ENTITY_TYPES = ["PER", "LOC", "ORG", "MISC"]
 CLASSES = ["O", *ENTITY_TYPES]
-
-
-def tiny_backbone(out: Path) -> Path:
-    from transformers import BertConfig, BertModel
-
-    from glode.tokenizer import save_offline_tokenizer
-
-    torch.manual_seed(0)
-    config = BertConfig(vocab_size=250037, hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64, max_position_embeddings=512, type_vocab_size=1, pad_token_id=1)
-    BertModel(config, add_pooling_layer=False).save_pretrained(out)
-    save_offline_tokenizer(out)
-    return out
 
 
 def first_sentences(lang: str, n: int):
@@ -132,7 +122,7 @@ def bench_device(device: torch.device, backbone: str, args) -> None:
     z_s, z_t = projections["z_s"], projections["z_t"]
 
     # the denoiser, fully ready: prototypes, thresholds, bank of random unit vectors
-    cfg = DenoiseConfig(k=args.k, update_start_epoch=0)
+    cfg = DenoiseOptions(k=args.k, update_start_epoch=0)
     denoiser = Denoiser(len(CLASSES), 128, cfg, device=device)
     bank_z = F.normalize(torch.randn(args.bank_size, 128, generator=gen), dim=1)
     is_entity = torch.rand(args.bank_size, generator=gen) < 0.1
@@ -206,7 +196,7 @@ def main(argv: list[str] | None = None) -> int:
     devices = args.devices or (["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"])
     print(machine())
     with tempfile.TemporaryDirectory() as tmp:
-        backbone = args.backbone or (str(DEFAULT_BACKBONE) if (DEFAULT_BACKBONE / "config.json").exists() else str(tiny_backbone(Path(tmp) / "tiny")))
+        backbone = args.backbone or (str(DEFAULT_BACKBONE) if (DEFAULT_BACKBONE / "config.json").exists() else str(build_tiny_backbone(Path(tmp) / "tiny")))
         print(f"backbone: {backbone}; word embeddings {'frozen' if args.freeze_word_embeddings else 'trained'}; repeats {args.repeats}")
         for name in devices:
             bench_device(torch.device(name), backbone, args)

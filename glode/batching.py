@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 import os
+from dataclasses import dataclass
 from typing import Iterator, Sequence
 
 import numpy as np
@@ -86,22 +87,65 @@ def build_items(
     items: list[dict] = []
     bounds_per_sentence: list[tuple[np.ndarray, np.ndarray]] = []
     for row, tokens in enumerate(sentences["tokens"].tolist()):
-        ids = list(encoded["input_ids"][row])
-        if len(ids) > max_seq_len:
-            ids = ids[: max_seq_len - 1] + ids[-1:]  # keep </s> in the last slot
-        bounds = word_subword_bounds(encoded.word_ids(row), len(tokens), max_seq_len)
-        first = np.array([b[0] if b else -1 for b in bounds], dtype=np.int64)
-        last = np.array([b[1] if b else -1 for b in bounds], dtype=np.int64)
-        bounds_per_sentence.append((first, last))
-        items.append({"row": row, "sent_id": int(sent_ids[row]), "input_ids": np.asarray(ids, dtype=np.int64), "n_words": len(tokens)})
+        item, bounds = _windowed_sentence(encoded, row, len(tokens), int(sent_ids[row]), max_seq_len)
+        items.append(item)
+        bounds_per_sentence.append(bounds)
     if spans is None:
         return items
 
+    columns = _span_columns(spans, sent_ids, classes, soft_targets, max_span_len, spans_path)
+    # group the span rows by sentence in one sort; stable, so each sentence keeps its spans' order
+    order = np.argsort(columns.sentence_row, kind="stable")
+    cuts = np.searchsorted(columns.sentence_row[order], np.arange(len(items) + 1))
+    for row, item in enumerate(items):
+        rows = order[cuts[row] : cuts[row + 1]]
+        first, last = bounds_per_sentence[row]
+        item.update(_sentence_spans(item["sent_id"], rows, first, last, columns, soft_targets, max_seq_len, spans_path))
+    return items
+
+
+def _windowed_sentence(encoded, row: int, n_words: int, sent_id: int, max_seq_len: int) -> tuple[dict, tuple[np.ndarray, np.ndarray]]:
+    """One sentence's span-less item, cut to the window, and its words' first/last subwords.
+
+    A word's subwords are -1 when the window cut it off (`glode.spans.word_subword_bounds`).
+    """
+    ids = list(encoded["input_ids"][row])
+    if len(ids) > max_seq_len:
+        ids = ids[: max_seq_len - 1] + ids[-1:]  # keep </s> in the last slot
+    bounds = word_subword_bounds(encoded.word_ids(row), n_words, max_seq_len)
+    first = np.array([b[0] if b else -1 for b in bounds], dtype=np.int64)
+    last = np.array([b[1] if b else -1 for b in bounds], dtype=np.int64)
+    item = {"row": row, "sent_id": sent_id, "input_ids": np.asarray(ids, dtype=np.int64), "n_words": n_words}
+    return item, (first, last)
+
+
+@dataclass(slots=True)
+class _SpanColumns:
+    """The spans table as checked arrays, one entry per row of `spans` (in its order)."""
+
+    sentence_row: np.ndarray  # position of the span's sentence in `sentences`
+    starts: np.ndarray  # first word
+    ends: np.ndarray  # last word
+    widths: np.ndarray  # words
+    morph: np.ndarray  # [n_spans, max_span_len]
+    labels: np.ndarray | None  # class ids
+
+
+def _span_columns(
+    spans: pd.DataFrame,
+    sent_ids: np.ndarray,
+    classes: Sequence[str] | None,
+    soft_targets: np.ndarray | None,
+    max_span_len: int,
+    spans_path: os.PathLike | str,
+) -> _SpanColumns:
+    """Check the spans against the sentences and `max_span_len`, and take out their columns."""
     row_of_sent = pd.Series(np.arange(len(sent_ids)), index=sent_ids)
     if not row_of_sent.index.is_unique:
         raise GlodeInputError(spans_path, "the sentences file repeats a sent_id")
     span_sent = spans["sent_id"].to_numpy(dtype=np.int64)
     sentence_row = row_of_sent.reindex(span_sent).to_numpy()
+    # reindex gives NaN for a sent_id the sentences file lacks
     if np.isnan(sentence_row.astype(np.float64)).any():
         bad = int(np.flatnonzero(np.isnan(sentence_row.astype(np.float64)))[0])
         raise GlodeInputError(spans_path, f"row {bad}: sent_id {span_sent[bad]} is not in the sentences file")
@@ -113,41 +157,58 @@ def build_items(
         bad = int(np.flatnonzero((widths < 1) | (widths > max_span_len) | (widths != ends - starts + 1))[0])
         raise GlodeInputError(spans_path, f"row {bad}: span ({starts[bad]}, {ends[bad]}) width {widths[bad]} is not 1..{max_span_len}")
     morph = padded_morph(spans, max_span_len, spans_path)
-    labels = None
-    if classes is not None and "label" in spans.columns and not spans["label"].isna().all():
-        if spans["label"].isna().any():
-            raise GlodeInputError(spans_path, "some spans have a null label")
-        index = {c: i for i, c in enumerate(classes)}
-        as_str = spans["label"].astype(str)
-        unknown = sorted(set(as_str.unique()) - set(index))
-        if unknown:
-            raise GlodeInputError(spans_path, f"labels {unknown} are not among the classes {list(classes)}")
-        labels = as_str.map(index).to_numpy(dtype=np.int64)
+    labels = _label_ids(spans, classes, spans_path)
     if soft_targets is not None and len(soft_targets) != len(spans):
         raise ValueError(f"{len(soft_targets)} soft target rows for {len(spans)} spans")
+    return _SpanColumns(sentence_row, starts, ends, widths, morph, labels)
 
-    order = np.argsort(sentence_row, kind="stable")
-    cuts = np.searchsorted(sentence_row[order], np.arange(len(items) + 1))
-    for row, item in enumerate(items):
-        rows = order[cuts[row] : cuts[row + 1]]
-        first, last = bounds_per_sentence[row]
-        s, e = starts[rows], ends[rows]
-        if len(rows) and (s.min() < 0 or e.max() >= len(first)):
-            raise GlodeInputError(spans_path, f"sentence {item['sent_id']}: a span lies outside its {len(first)} words")
-        sub_start, sub_end = first[s], last[e]
-        if (sub_start < 0).any() or (sub_end < 0).any():
-            bad = int(rows[np.flatnonzero((sub_start < 0) | (sub_end < 0))[0]])
-            raise GlodeInputError(
-                spans_path,
-                f"row {bad}: span ({starts[bad]}, {ends[bad]}) of sentence {item['sent_id']} is outside the encoder window "
-                f"of {max_seq_len} subwords (spans built with another tokenizer or max_seq_len?)",
-            )
-        item.update(span_rows=rows, span_start=sub_start, span_end=sub_end, span_width=widths[rows], span_morph=morph[rows])
-        if labels is not None:
-            item["labels"] = labels[rows]
-        if soft_targets is not None:
-            item["targets"] = np.asarray(soft_targets[rows], dtype=np.float32)
-    return items
+
+def _label_ids(spans: pd.DataFrame, classes: Sequence[str] | None, spans_path: os.PathLike | str) -> np.ndarray | None:
+    """The spans' labels as class ids; None without `classes` or when no span has a label."""
+    if classes is None or "label" not in spans.columns or spans["label"].isna().all():
+        return None
+    if spans["label"].isna().any():
+        raise GlodeInputError(spans_path, "some spans have a null label")
+    index = {c: i for i, c in enumerate(classes)}
+    as_str = spans["label"].astype(str)
+    unknown = sorted(set(as_str.unique()) - set(index))
+    if unknown:
+        raise GlodeInputError(spans_path, f"labels {unknown} are not among the classes {list(classes)}")
+    return as_str.map(index).to_numpy(dtype=np.int64)
+
+
+def _sentence_spans(
+    sent_id: int,
+    rows: np.ndarray,
+    first: np.ndarray,
+    last: np.ndarray,
+    columns: _SpanColumns,
+    soft_targets: np.ndarray | None,
+    max_seq_len: int,
+    spans_path: os.PathLike | str,
+) -> dict[str, np.ndarray]:
+    """The span arrays of one sentence's item: its spans are `rows` of the spans table.
+
+    `first`/`last` are the sentence's words' first/last subwords (-1 beyond the window).
+    """
+    starts, ends = columns.starts, columns.ends
+    s, e = starts[rows], ends[rows]
+    if len(rows) and (s.min() < 0 or e.max() >= len(first)):
+        raise GlodeInputError(spans_path, f"sentence {sent_id}: a span lies outside its {len(first)} words")
+    sub_start, sub_end = first[s], last[e]
+    if (sub_start < 0).any() or (sub_end < 0).any():
+        bad = int(rows[np.flatnonzero((sub_start < 0) | (sub_end < 0))[0]])
+        raise GlodeInputError(
+            spans_path,
+            f"row {bad}: span ({starts[bad]}, {ends[bad]}) of sentence {sent_id} is outside the encoder window "
+            f"of {max_seq_len} subwords (spans built with another tokenizer or max_seq_len?)",
+        )
+    out = {"span_rows": rows, "span_start": sub_start, "span_end": sub_end, "span_width": columns.widths[rows], "span_morph": columns.morph[rows]}
+    if columns.labels is not None:
+        out["labels"] = columns.labels[rows]
+    if soft_targets is not None:
+        out["targets"] = np.asarray(soft_targets[rows], dtype=np.float32)
+    return out
 
 
 class LengthBucketBatchSampler(Sampler[list[int]]):

@@ -28,7 +28,7 @@ import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Callable, Iterable, Sequence
 
 from glode.io import GlodeInputError
 
@@ -131,6 +131,99 @@ def _tag_checker(path: Path, entity_types: Sequence[str]):
     return check
 
 
+def _is_docstart(stripped: str) -> bool:
+    """A `-DOCSTART-` line (alone or with more columns), not a word that merely starts with it."""
+    return stripped.startswith(DOCSTART) and stripped[len(DOCSTART) : len(DOCSTART) + 1] in ("", " ", "\t")
+
+
+def _split_lines(text: str) -> list[str]:
+    # split on "\n" only: str.splitlines would also break on "\x85" and friends inside words
+    lines = text.split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()  # the final newline ends the last line; it does not start another
+    return lines
+
+
+class _SentenceReader:
+    """Takes a file's lines in order and collects its sentences, with what it saw on the way.
+
+    It holds the state that spans lines: the file's separator and column count (both fixed by
+    the first token line), the sentence in progress, and the previous tag's entity type (which
+    decides whether an `I-X` continues an entity or opens one).
+    """
+
+    def __init__(self, path: Path, check_tag: Callable[[str, int], None]):
+        self.path = path
+        self.check_tag = check_tag
+        self.sentences: list[Sentence] = []
+        self.tokens: list[str] = []
+        self.tags: list[str] = []
+        self.sentence_line = 0
+        self.previous_type: str | None = None  # entity type of the previous tag in this sentence
+        self.tab_separated: bool | None = None  # decided by the first token line
+        self.columns = 0
+        self.columns_line = 0
+        self.docstart_lines = 0
+        self.opened_by_i = 0
+
+    def read_line(self, raw: str, number: int) -> None:
+        """One line of the file (1-based `number`): a token, a sentence break or a -DOCSTART-."""
+        line = raw.rstrip(" \t\r")
+        if not line.strip(" \t"):
+            self.end_sentence()
+            return
+        stripped = line.lstrip(" \t")
+        if _is_docstart(stripped):
+            self.docstart_lines += 1
+            self.end_sentence()  # Dutch starts a sentence right after -DOCSTART-, with no blank line
+            return
+        word, tag = self.word_and_tag(line, stripped, number)
+        self.check_tag(tag, number)
+        tag = self.repair_tag(tag)
+        if not self.tokens:
+            self.sentence_line = number
+        self.tokens.append(word)
+        self.tags.append(tag)
+
+    def word_and_tag(self, line: str, stripped: str, number: int) -> tuple[str, str]:
+        """Split a token line into columns, check their count, and return the first and last."""
+        if self.tab_separated is None:
+            self.tab_separated = "\t" in line
+        # a tab file may still have a space-separated line; split that one on spaces
+        if self.tab_separated and "\t" in line:
+            cols = line.split("\t")
+        else:
+            cols = _SPACES.split(stripped)
+        if len(cols) < MIN_COLUMNS:
+            raise GlodeInputError(self.path, f"expected at least {MIN_COLUMNS} columns (word ... tag), found {len(cols)}: {line!r}", number)
+        if self.columns == 0:
+            self.columns, self.columns_line = len(cols), number
+        elif len(cols) != self.columns:
+            raise GlodeInputError(self.path, f"found {len(cols)} columns, but line {self.columns_line} has {self.columns}: {line!r}", number)
+        word, tag = cols[0], cols[-1]
+        if not word:
+            raise GlodeInputError(self.path, f"empty word: {line!r}", number)
+        return word, tag
+
+    def repair_tag(self, tag: str) -> str:
+        """The tag as clean BIO: an `I-X` that cannot continue an entity opens one (`B-X`)."""
+        if tag == "O":
+            self.previous_type = None
+            return tag
+        entity_type = tag[2:]
+        if tag[0] == "I" and entity_type != self.previous_type:
+            tag = "B-" + entity_type  # IOB1 start or stray I-: opens an entity (lenient BIO)
+            self.opened_by_i += 1
+        self.previous_type = entity_type
+        return tag
+
+    def end_sentence(self) -> None:
+        if self.tokens:
+            self.sentences.append(Sentence(self.sentence_line, self.tokens, self.tags))
+            self.tokens, self.tags = [], []
+        self.previous_type = None
+
+
 def read_conll(
     path: os.PathLike | str,
     entity_types: Sequence[str],
@@ -150,82 +243,25 @@ def read_conll(
     if not entity_types:
         raise ValueError("entity_types must name at least one entity type")
     text = _decode(path, path.read_bytes(), encoding)
-    check_tag = _tag_checker(path, entity_types)
-
-    sentences: list[Sentence] = []
-    tokens: list[str] = []
-    tags: list[str] = []
-    sentence_line = 0
-    previous_type: str | None = None  # entity type of the previous tag in this sentence
-    tab_separated: bool | None = None  # decided by the first token line
-    columns = 0
-    columns_line = 0
-    docstart_lines = 0
-    opened_by_i = 0
-
-    def end_sentence() -> None:
-        nonlocal tokens, tags, previous_type
-        if tokens:
-            sentences.append(Sentence(sentence_line, tokens, tags))
-            tokens, tags = [], []
-        previous_type = None
-
-    # split on "\n" only: str.splitlines would also break on "\x85" and friends inside words
-    lines = text.split("\n")
-    if lines and lines[-1] == "":
-        lines.pop()  # the final newline ends the last line; it does not start another
+    reader = _SentenceReader(path, _tag_checker(path, entity_types))
+    lines = _split_lines(text)
     for number, raw in enumerate(lines, start=1):
-        line = raw.rstrip(" \t\r")
-        if not line.strip(" \t"):
-            end_sentence()
-            continue
-        stripped = line.lstrip(" \t")
-        if stripped.startswith(DOCSTART) and stripped[len(DOCSTART) : len(DOCSTART) + 1] in ("", " ", "\t"):
-            docstart_lines += 1
-            end_sentence()
-            continue
-        if tab_separated is None:
-            tab_separated = "\t" in line
-        if tab_separated and "\t" in line:
-            cols = line.split("\t")
-        else:
-            cols = _SPACES.split(stripped)
-        if len(cols) < MIN_COLUMNS:
-            raise GlodeInputError(path, f"expected at least {MIN_COLUMNS} columns (word ... tag), found {len(cols)}: {line!r}", number)
-        if columns == 0:
-            columns, columns_line = len(cols), number
-        elif len(cols) != columns:
-            raise GlodeInputError(path, f"found {len(cols)} columns, but line {columns_line} has {columns}: {line!r}", number)
-        word, tag = cols[0], cols[-1]
-        if not word:
-            raise GlodeInputError(path, f"empty word: {line!r}", number)
-        check_tag(tag, number)
-        if tag == "O":
-            previous_type = None
-        else:
-            entity_type = tag[2:]
-            if tag[0] == "I" and entity_type != previous_type:
-                tag = "B-" + entity_type  # IOB1 start or stray I-: opens an entity (lenient BIO)
-                opened_by_i += 1
-            previous_type = entity_type
-        if not tokens:
-            sentence_line = number
-        tokens.append(word)
-        tags.append(tag)
-    end_sentence()
+        reader.read_line(raw, number)
+    reader.end_sentence()
 
+    sentences = reader.sentences
     if not sentences:
-        raise GlodeInputError(path, f"no sentences found ({len(lines)} lines, {docstart_lines} -DOCSTART-)", max(len(lines), 1))
+        raise GlodeInputError(path, f"no sentences found ({len(lines)} lines, {reader.docstart_lines} -DOCSTART-)", max(len(lines), 1))
     parsed = ConllFile(
         path=str(path),
         sentences=sentences,
         encoding=encoding,
         scheme=scheme,
-        separator="tab" if tab_separated else "space",
-        columns=columns,
-        docstart_lines=docstart_lines,
+        separator="tab" if reader.tab_separated else "space",
+        columns=reader.columns,
+        docstart_lines=reader.docstart_lines,
         lines=len(lines),
-        opened_by_i=opened_by_i,
+        opened_by_i=reader.opened_by_i,
     )
     parsed.entity_counts = count_entities(s.tags for s in sentences)
     return parsed

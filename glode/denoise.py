@@ -11,7 +11,7 @@ Conventions: class index 0 is always "O"; span vectors z are the 128-d denoising
 are L2-normalised here (dot product = cosine); no per-span Python loops anywhere.
 
 Where the authors' code (see shared/docs/reference-notes.md) and the paper differ, the choice is
-a `DenoiseConfig` option and the docstring below says which side the default takes.
+a `DenoiseOptions` option and the docstring below says which side the default takes.
 """
 
 from __future__ import annotations
@@ -331,7 +331,7 @@ def build_bank(
 
 
 @dataclasses.dataclass
-class DenoiseConfig:
+class DenoiseOptions:
     use_global: bool = option(True, "global-level decision: prototype scores (off = ablation w/o denoising-global)")
     use_local: bool = option(True, "local-level decision: kNN label scores (off = ablation w/o denoising-local)")
     multiple_directions: bool = option(True, "allow several update directions per span (off = ablation w/o multiple directions)")
@@ -356,10 +356,10 @@ class Denoiser:
     Everything lives on the device of the tensors passed in.
     """
 
-    def __init__(self, num_classes: int, dim: int = 128, config: DenoiseConfig | None = None, device: torch.device | str = "cpu"):
+    def __init__(self, num_classes: int, dim: int = 128, config: DenoiseOptions | None = None, device: torch.device | str = "cpu"):
         self.num_classes = num_classes
         self.dim = dim
-        self.config = config or DenoiseConfig()
+        self.config = config or DenoiseOptions()
         self.prototypes = torch.zeros(num_classes, dim, device=device)
         self.global_thresholds: torch.Tensor | None = None
         self.local_thresholds: torch.Tensor | None = None

@@ -1,4 +1,4 @@
-"""The span model of paper section 3.1, its MLM head (Eq. 2) and its losses (Eqs. 1, 2, 4).
+"""The span model of paper section 3.1 and its MLM head (Eq. 2); the losses are in glode.objectives.
 
 Shape of the model (docs/reference-notes.md, "Spans and the span model"):
 
@@ -46,7 +46,6 @@ log = logging.getLogger(__name__)
 
 MORPH_CLASSES = 5  # glode.spans.morph_class: upper, lower, title, digit, other
 MORPH_PAD = MORPH_CLASSES  # padding id of the per-word morphology slots (zero embedding)
-MLM_NORMALISATIONS = ("masked", "tokens")
 
 
 def subword_width_bucket(start: torch.Tensor, end: torch.Tensor, n_buckets: int = 4) -> torch.Tensor:
@@ -337,89 +336,6 @@ class SpanModel(PreTrainedModel):
         """
         hidden = self.encode(masked_input_ids, attention_mask)
         return self.mlm_head(hidden[mask])
-
-
-# -- losses ------------------------------------------------------------------------------------
-
-
-def per_sentence_mean(values: torch.Tensor, sentence_index: torch.Tensor, n_sentences: int) -> torch.Tensor:
-    """(1/N) sum_X (1/|S(X)|) sum_{s in S(X)} values_s: mean within each sentence, then over sentences.
-
-    Sentences with no element are left out of N (they have no term to average).
-    """
-    values = values.float()
-    sums = torch.zeros(n_sentences, dtype=values.dtype, device=values.device).index_add(0, sentence_index, values)
-    counts = torch.zeros(n_sentences, dtype=values.dtype, device=values.device).index_add(0, sentence_index, torch.ones_like(values))
-    present = counts > 0
-    if not bool(present.any()):
-        return values.sum() * 0.0
-    return (sums[present] / counts[present]).mean()
-
-
-def span_cross_entropy(logits: torch.Tensor, labels: torch.Tensor, span_sentence: torch.Tensor, n_sentences: int) -> torch.Tensor:
-    """Eq. 1: L_src = 1/N sum_X 1/|S(X)| sum_{s_i in S(X)} CE(p_i, y_i), gold class ids `labels`.
-
-    Computed per batch (N = the batch's sentences that have spans): the minibatch estimate of
-    the dataset mean. Every sentence weighs the same, however many spans it has.
-    """
-    losses = F.cross_entropy(logits.float(), labels, reduction="none")
-    return per_sentence_mean(losses, span_sentence, n_sentences)
-
-
-def soft_span_cross_entropy(logits: torch.Tensor, targets: torch.Tensor, span_sentence: torch.Tensor, n_sentences: int) -> torch.Tensor:
-    """Eq. 4: L_tgt = 1/N sum_X 1/|S(X)| sum_{s_i in S(X)} CE(p_i, p^_i), soft targets [n_spans, n_classes]."""
-    losses = -(targets.float() * F.log_softmax(logits.float(), dim=-1)).sum(dim=-1)
-    return per_sentence_mean(losses, span_sentence, n_sentences)
-
-
-def mask_tokens(
-    input_ids: torch.Tensor,
-    attention_mask: torch.Tensor,
-    mask_token_id: int,
-    special_token_ids: Sequence[int],
-    rate: float = 0.25,
-    generator: torch.Generator | None = None,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """X -> X' for Eq. 2: each real token becomes `<mask>` with probability `rate` (r_m = 0.25).
-
-    Never masks padding (attention_mask 0) or `special_token_ids` (`<s>`, `</s>`, `<pad>`).
-    Every chosen token becomes `<mask>` (the authors' form; no BERT-style 80/10/10 split).
-    The draw uses `generator` on the CPU, so a seed gives the same masks on any device.
-    Returns (masked ids, boolean mask of the masked positions).
-    """
-    cpu_ids = input_ids.detach().cpu()
-    maskable = attention_mask.detach().cpu().bool()
-    for special in special_token_ids:
-        maskable &= cpu_ids != special
-    draw = torch.rand(cpu_ids.shape, generator=generator)
-    mask = (draw < rate) & maskable
-    masked = cpu_ids.masked_fill(mask, mask_token_id)
-    return masked.to(input_ids.device), mask.to(input_ids.device)
-
-
-def masked_lm_loss(
-    logits: torch.Tensor,
-    target_ids: torch.Tensor,
-    token_sentence: torch.Tensor,
-    sentence_lengths: torch.Tensor,
-    normalisation: str = "masked",
-) -> torch.Tensor:
-    """Eq. 2, the MLM loss on target sentences, from the logits at the masked positions.
-
-    `normalisation="masked"` (default, the authors' code): mean CE over all masked tokens of the
-    batch. `"tokens"` (the paper's formula): per sentence, the sum of CE over its masked tokens
-    divided by |X'|, its number of maskable tokens (`sentence_lengths`, without `<s>`/`</s>`),
-    then the mean over the batch's sentences. Returns 0 when nothing was masked.
-    """
-    if normalisation not in MLM_NORMALISATIONS:
-        raise ValueError(f"mlm normalisation must be one of {MLM_NORMALISATIONS}, got {normalisation!r}")
-    if logits.shape[0] == 0:
-        return logits.sum() * 0.0
-    losses = F.cross_entropy(logits.float(), target_ids, reduction="none")
-    if normalisation == "masked":
-        return losses.mean()
-    per_sentence = torch.zeros(sentence_lengths.shape[0], dtype=losses.dtype, device=losses.device).index_add(0, token_sentence, losses)
-    return (per_sentence / sentence_lengths.clamp(min=1).to(losses.dtype)).mean()
 
 
 # `AutoConfig` / `AutoModel` (and `AutoTokenizer`, which reads config.json) know the saved directories.

@@ -31,9 +31,10 @@ import torch
 from glode.batching import build_items, make_loader, move_batch, read_spans
 from glode.data import load_sentences
 from glode.device import autocast, describe_device, select_device
-from glode.io import read_parquet_metadata, setup_logging, write_parquet
+from glode.io import GlodeInputError, read_parquet_metadata, setup_logging, write_parquet
 from glode.model import SpanModel, load_span_model
 from glode.options import add_options, option, options_from_args
+from glode.spans import read_span_settings
 
 log = logging.getLogger(__name__)
 
@@ -128,7 +129,6 @@ def pseudo_label(
     pruned: bool = False,
     batch_size: int = 32,
     device_spec: str = "auto",
-    max_seq_len: int = 0,
     num_workers: int = 0,
     progress: bool = False,
 ) -> pd.DataFrame:
@@ -139,8 +139,10 @@ def pseudo_label(
     sentences = load_sentences(sentences_path)
     spans = read_spans(spans_path)
     spans_meta = read_parquet_metadata(spans_path)
-    window = max_seq_len or int(spans_meta.get("max_seq_len") or 128)
-    items = build_items(sentences, tokenizer, window, spans, classes=None, max_span_len=model.config.max_span_len, spans_path=spans_path)
+    span_settings = read_span_settings(spans_path)
+    if span_settings.max_span_len > model.config.max_span_len:
+        raise GlodeInputError(spans_path, f"has spans of up to {span_settings.max_span_len} words, but the model {model_dir} was trained for {model.config.max_span_len}")
+    items = build_items(sentences, tokenizer, span_settings.max_seq_len, spans, classes=None, max_span_len=model.config.max_span_len, spans_path=spans_path)
     probs, _ = predict_spans(model, items, len(spans), batch_size, device, pad_token_id=tokenizer.pad_token_id, num_workers=num_workers, progress=progress)
     if pruned:
         probs = prune_to_authors_form(spans, probs, classes)
@@ -158,7 +160,6 @@ class PseudoLabelOptions:
     pruned: bool = option(False, "authors' form: spans predicted O and overlap losers become one-hot O")
     batch_size: int = option(32, "sentences per batch")
     device: str = option("auto", "auto (CUDA with bf16 autocast if available, else CPU fp32), cpu, cuda, cuda:N")
-    max_seq_len: int = option(0, "encoder window in subwords; 0 = the spans file's metadata (else 128)")
     num_workers: int = option(0, "DataLoader worker processes")
 
 
@@ -177,7 +178,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     setup_logging(args.log)
     opts = options_from_args(PseudoLabelOptions, args)
-    pseudo_label(args.model, args.sentences, args.spans, args.out, opts.pruned, opts.batch_size, opts.device, opts.max_seq_len, opts.num_workers, progress=sys.stderr.isatty())
+    pseudo_label(args.model, args.sentences, args.spans, args.out, opts.pruned, opts.batch_size, opts.device, opts.num_workers, progress=sys.stderr.isatty())
     return 0
 
 

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
@@ -18,12 +20,40 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from glode.io import read_parquet_metadata, setup_logging, write_json, write_parquet
+from glode.io import GlodeInputError, read_parquet_metadata, setup_logging, write_json, write_parquet
 
 log = logging.getLogger(__name__)
 
 # Tested in this order (reference notes): a word like "USA" is upper, not title.
 CASE_CLASSES = ("upper", "lower", "title", "digit", "other")
+
+
+@dataclass(frozen=True)
+class SpanSettings:
+    """How a spans file was enumerated. Its metadata is the one source of these numbers: the
+    stages that read spans (training, prediction) take them from there, never from a flag."""
+
+    max_span_len: int
+    max_seq_len: int
+
+
+def read_span_settings(*paths: os.PathLike | str) -> SpanSettings:
+    """The span settings stored in the metadata of one or more spans files; they must agree
+    (source and target spans of one model are enumerated alike)."""
+    settings: SpanSettings | None = None
+    first = None
+    for path in paths:
+        meta = read_parquet_metadata(path)
+        missing = [key for key in ("max_span_len", "max_seq_len") if meta.get(key) is None]
+        if missing:
+            raise GlodeInputError(path, f"no {' or '.join(missing)} in the file's metadata: not a spans file of `glode spans` (rebuild it)")
+        current = SpanSettings(int(meta["max_span_len"]), int(meta["max_seq_len"]))
+        if settings is not None and current != settings:
+            raise GlodeInputError(path, f"spans enumerated with {current}, but {first} with {settings}: build both with the same `spans` settings")
+        settings, first = current, path
+    if settings is None:
+        raise ValueError("read_span_settings needs at least one spans file")
+    return settings
 
 
 def morph_class(word: str) -> int:

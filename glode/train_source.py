@@ -27,10 +27,8 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
-import json
 import logging
 import math
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,26 +38,34 @@ import pandas as pd
 import torch
 
 from glode.batching import build_items, make_loader, move_batch, read_spans
-from glode.data import class_names, load_sentences
-from glode.device import autocast, describe_device, make_generator, seed_everything, select_device
-from glode.io import GlodeInputError, atomic_dir, atomic_path, read_parquet_metadata, setup_logging, write_json
-from glode.model import SpanModel, load_tokenizer, span_cross_entropy
+from glode.data import load_sentences
+from glode.device import autocast, describe_device, seed_everything, select_device
+from glode.io import GlodeInputError, atomic_dir, atomic_path, setup_logging
+from glode.model import load_tokenizer
+from glode.objectives import source_objective, span_cross_entropy
 from glode.options import add_options, option, options_from_args
+from glode.spans import read_span_settings
 from glode.training import (
     TrainingOptions,
     UpdateGroup,
-    source_objective,
+    UpdateLog,
     accumulation_group_size,
     build_optimizer,
     build_scheduler,
+    build_span_model,
     masked_lm_step,
     optimizer_update,
+    resolve_classes,
+    sampler_seed,
+    save_model_dir,
     special_token_ids,
+    stream_generator,
+    update_record,
 )
 
 log = logging.getLogger(__name__)
 
-# Offsets that tell the run's random streams apart (glode.device.make_generator).
+# The run's random streams (glode.training.sampler_seed, stream_generator).
 _STREAM_SOURCE_ORDER, _STREAM_TARGET_ORDER, _STREAM_MASKS, _STREAM_SUBSAMPLE = 0, 1, 2, 3
 _LOSS_KEYS = ("loss_src", "loss_mlm", "loss_total")
 
@@ -81,7 +87,7 @@ def subsample(df: pd.DataFrame, limit: int, seed: int, stream: int) -> pd.DataFr
     """A seeded random subset of `limit` rows (all when limit <= 0), kept in file order."""
     if limit <= 0 or limit >= len(df):
         return df
-    generator = make_generator(seed, stream)
+    generator = stream_generator(seed, stream)
     keep = torch.randperm(len(df), generator=generator)[:limit].sort().values.numpy()
     return df.iloc[keep].reset_index(drop=True)
 
@@ -93,6 +99,50 @@ def cycle(loader, sampler) -> Iterator[dict]:
         sampler.set_epoch(epoch)
         yield from loader
         epoch += 1
+
+
+def load_source_inputs(source_sentences: Path, source_spans: Path, target_sentences: Path | None, backbone: str, entity_types: list[str] | None, opts: SourceTrainingOptions):
+    """(classes, span settings, tokenizer, source items, their spans, target items), validated."""
+    src = subsample(load_sentences(source_sentences), opts.max_source_sentences, opts.seed, _STREAM_SUBSAMPLE)
+    if "tags" not in src.columns:
+        raise GlodeInputError(source_sentences, "source sentences must be labeled (no `tags` column)")
+    classes = resolve_classes(source_sentences, entity_types)
+    span_settings = read_span_settings(source_spans)
+    spans = read_spans(source_spans)
+    if opts.max_source_sentences > 0:  # keep the subsample's spans (otherwise a stray sent_id is an error)
+        spans = spans[spans["sent_id"].isin(set(src["sent_id"].tolist()))].reset_index(drop=True)
+    if spans["label"].isna().any():
+        raise GlodeInputError(source_spans, "source spans must carry gold labels (found null labels)")
+
+    tokenizer = load_tokenizer(backbone)
+    source_items = build_items(src, tokenizer, span_settings.max_seq_len, spans, classes, max_span_len=span_settings.max_span_len, spans_path=source_spans)
+    target_items: list[dict] = []
+    if opts.use_mlm:
+        if target_sentences is None:
+            raise ValueError("--target-sentences is required unless --use-mlm false")
+        tgt = subsample(load_sentences(target_sentences), opts.max_target_sentences, opts.seed, _STREAM_SUBSAMPLE + 1)
+        target_items = build_items(tgt, tokenizer, span_settings.max_seq_len)
+    log.info("source: %d sentences, %d spans; target (MLM): %d sentences; classes %s", len(source_items), len(spans), len(target_items), classes)
+    return classes, span_settings, tokenizer, source_items, spans, target_items
+
+
+def source_summary(opts: SourceTrainingOptions, span_settings, inputs: dict, classes: list[str], n_source: int, n_spans: int, n_target: int,
+                   updates: int, last: dict, seconds: float, device: torch.device) -> dict:
+    """glode_training.json of a source model: its settings, inputs, data sizes and last update."""
+    return {
+        "options": dataclasses.asdict(opts),
+        "span_settings": dataclasses.asdict(span_settings),
+        "inputs": {name: str(path) if path else None for name, path in inputs.items()},
+        "classes": classes,
+        "source_sentences": n_source,
+        "source_spans": n_spans,
+        "target_sentences": n_target,
+        "updates": updates,
+        "last": last,
+        "seconds": seconds,
+        "device": describe_device(device),
+        "torch": torch.__version__,
+    }
 
 
 def train_source(
@@ -107,66 +157,35 @@ def train_source(
     progress: bool | None = None,
 ) -> dict:
     """Train the source model (Eq. 3) and save it to `out`; returns a summary dict."""
-    from tqdm.auto import tqdm
-
     opts.validate()
     seed_everything(opts.seed)
     device = select_device(opts.device)
     log.info("device: %s", describe_device(device))
+    classes, span_settings, tokenizer, source_items, spans, target_items = load_source_inputs(source_sentences, source_spans, target_sentences, backbone, entity_types, opts)
 
-    src = subsample(load_sentences(source_sentences), opts.max_source_sentences, opts.seed, _STREAM_SUBSAMPLE)
-    if "tags" not in src.columns:
-        raise GlodeInputError(source_sentences, "source sentences must be labeled (no `tags` column)")
-    src_meta = read_parquet_metadata(source_sentences)
-    entity_types = list(entity_types or src_meta.get("entity_types") or [])
-    if not entity_types:
-        raise GlodeInputError(source_sentences, "no entity types given (--entity-types) and none in the file's metadata")
-    classes = class_names(entity_types)
-    spans = read_spans(source_spans)
-    if opts.max_source_sentences > 0:  # keep the subsample's spans (otherwise a stray sent_id is an error)
-        spans = spans[spans["sent_id"].isin(set(src["sent_id"].tolist()))].reset_index(drop=True)
-    if spans["label"].isna().any():
-        raise GlodeInputError(source_spans, "source spans must carry gold labels (found null labels)")
-
-    tokenizer = load_tokenizer(backbone)
-    source_items = build_items(src, tokenizer, opts.max_seq_len, spans, classes, max_span_len=opts.max_span_len, spans_path=source_spans)
-    target_items: list[dict] = []
-    if opts.use_mlm:
-        if target_sentences is None:
-            raise ValueError("--target-sentences is required unless --use-mlm false")
-        tgt = subsample(load_sentences(target_sentences), opts.max_target_sentences, opts.seed, _STREAM_SUBSAMPLE + 1)
-        target_items = build_items(tgt, tokenizer, opts.max_seq_len)
-    log.info("source: %d sentences, %d spans; target (MLM): %d sentences; classes %s", len(source_items), len(spans), len(target_items), classes)
-
-    model = SpanModel.from_backbone(backbone, classes, encoder_layers=opts.encoder_layers, dropout=opts.dropout, max_span_len=opts.max_span_len, train_projection=opts.train_projection)
-    model.freeze_encoder_parts(opts.freeze_word_embeddings, opts.train_top_layers)
-    model.to(device).train()
+    model = build_span_model(opts, classes, span_settings, device, backbone=backbone, train_projection=opts.train_projection)
     optimizer, params = build_optimizer(model, opts.lr, (opts.adam_beta1, opts.adam_beta2), opts.adam_eps, opts.weight_decay, opts.head_lr)
     log.info("parameters: %d trainable of %d", sum(p.numel() for p in params), sum(p.numel() for p in model.parameters()))
 
     pad_id = tokenizer.pad_token_id
-    src_loader, src_sampler = make_loader(source_items, opts.batch_size, pad_id, shuffle=True, seed=opts.seed * 1000 + _STREAM_SOURCE_ORDER, num_workers=opts.num_workers)
+    src_loader, src_sampler = make_loader(source_items, opts.batch_size, pad_id, shuffle=True, seed=sampler_seed(opts.seed, _STREAM_SOURCE_ORDER), num_workers=opts.num_workers)
     target_batches = None
     if opts.use_mlm:
-        tgt_loader, tgt_sampler = make_loader(target_items, opts.batch_size, pad_id, shuffle=True, seed=opts.seed * 1000 + _STREAM_TARGET_ORDER, num_workers=opts.num_workers)
+        tgt_loader, tgt_sampler = make_loader(target_items, opts.batch_size, pad_id, shuffle=True, seed=sampler_seed(opts.seed, _STREAM_TARGET_ORDER), num_workers=opts.num_workers)
         target_batches = cycle(tgt_loader, tgt_sampler)
-    mask_generator = make_generator(opts.seed, _STREAM_MASKS)
+    mask_generator = stream_generator(opts.seed, _STREAM_MASKS)
     specials = special_token_ids(tokenizer)
 
     batches_per_epoch = len(src_sampler)
-    updates_per_epoch = math.ceil(batches_per_epoch / opts.grad_accumulation)
-    total_updates = updates_per_epoch * opts.epochs
+    total_updates = math.ceil(batches_per_epoch / opts.grad_accumulation) * opts.epochs
     scheduler = build_scheduler(optimizer, opts.warmup_steps, total_updates)
 
-    if progress is None:
-        progress = sys.stderr.isatty()
-    bar = tqdm(total=total_updates, desc="train-source", unit="update", disable=not progress)
     step = 0
-    last: dict = {}
     started = time.perf_counter()
     with contextlib.ExitStack() as outputs:
         # The log goes to a temporary file renamed into place together with the model, at the end.
         log_file = outputs.enter_context(open(outputs.enter_context(atomic_path(train_log)), "w", encoding="utf-8")) if train_log else None
+        update_log = UpdateLog(log_file, total_updates, "train-source", progress)
         for epoch in range(opts.epochs):
             src_sampler.set_epoch(epoch)
             group = UpdateGroup(_LOSS_KEYS)
@@ -176,57 +195,28 @@ def train_source(
                 batch = move_batch(batch, device)
                 with autocast(device):
                     output = model(**batch)
-                loss_src = span_cross_entropy(output.logits, batch["labels"], batch["span_sentence"], batch["input_ids"].shape[0])
+                loss_src = span_cross_entropy(output.logits, batch["labels"], batch["span_sentence"], batch["input_ids"].shape[0])  # Eq. 1
                 loss_mlm = torch.zeros((), device=device)
                 if target_batches is not None:
-                    loss_mlm = masked_lm_step(model, next(target_batches), tokenizer.mask_token_id, specials, opts.mask_rate, opts.mlm_normalisation, mask_generator, device)
-                loss = source_objective(loss_src, loss_mlm, opts.mlm_weight)
+                    loss_mlm = masked_lm_step(model, next(target_batches), tokenizer.mask_token_id, specials, opts.mask_rate, opts.mlm_normalisation, mask_generator, device)  # Eq. 2
+                loss = source_objective(loss_src, loss_mlm, opts.mlm_weight)  # Eq. 3
                 (loss / group_size).backward()
                 group.add({"loss_src": loss_src, "loss_mlm": loss_mlm, "loss_total": loss}, group_size, batch["input_ids"].shape[0])
                 if group.batches < group_size:
                     continue
                 lr = optimizer_update(optimizer, scheduler, params, opts.grad_clip)
                 step += 1
-                last = {
-                    "step": step,
-                    "epoch": epoch,
-                    "loss_src": group.sums["loss_src"],
-                    "loss_mlm": group.sums["loss_mlm"] if opts.use_mlm else None,
-                    "loss_total": group.sums["loss_total"],
-                    "lr": lr,
-                    "sentences_per_s": group.sentences_per_s(),
-                }
-                if log_file is not None:
-                    log_file.write(json.dumps(last) + "\n")
-                bar.update(1)
-                bar.set_postfix(epoch=epoch, loss=f"{group.sums['loss_total']:.4f}")
+                losses = {**group.sums, "loss_mlm": group.sums["loss_mlm"] if opts.use_mlm else None}
+                update_log.write(update_record(step, epoch, group, lr, losses), epoch=epoch, loss=f"{group.sums['loss_total']:.4f}")
                 group = UpdateGroup(_LOSS_KEYS)
-            log.info("epoch %d/%d done: update %d, loss_src %.4f, loss_mlm %s", epoch + 1, opts.epochs, step, last.get("loss_src", float("nan")), last.get("loss_mlm"))
-        bar.close()
+            log.info("epoch %d/%d done: update %d, loss_src %.4f, loss_mlm %s", epoch + 1, opts.epochs, step, update_log.last.get("loss_src", float("nan")), update_log.last.get("loss_mlm"))
+        update_log.close()
 
-        summary = {
-            "options": dataclasses.asdict(opts),
-            "inputs": {
-                "source_sentences": str(source_sentences),
-                "source_spans": str(source_spans),
-                "target_sentences": str(target_sentences) if target_sentences else None,
-                "backbone": str(backbone),
-            },
-            "classes": classes,
-            "source_sentences": len(source_items),
-            "source_spans": int(len(spans)),
-            "target_sentences": len(target_items),
-            "updates": step,
-            "last": last,
-            "seconds": time.perf_counter() - started,
-            "device": describe_device(device),
-            "torch": torch.__version__,
-        }
+        inputs = {"source_sentences": source_sentences, "source_spans": source_spans, "target_sentences": target_sentences, "backbone": backbone}
+        summary = source_summary(opts, span_settings, inputs, classes, len(source_items), len(spans), len(target_items), step, update_log.last, time.perf_counter() - started, device)
         model.eval()
         with atomic_dir(out) as tmp:
-            model.save_pretrained(str(tmp))
-            tokenizer.save_pretrained(str(tmp))
-            write_json(summary, Path(tmp) / "glode_training.json")
+            save_model_dir(tmp, model, tokenizer, summary)
     log.info("saved source model to %s (%d updates, %.0f s)", out, step, summary["seconds"])
     return summary
 

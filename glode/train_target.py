@@ -29,25 +29,10 @@ ONE EPOCH PER INVOCATION. `--epoch 0` starts fresh from `--backbone` and the ini
 that epoch E-1 wrote, and its refined labels (`--labels-in`). The LR schedule spans
 num_epochs x updates-per-epoch updates, so it is the same however the epochs are split into jobs.
 
-State directory (`--state-out`, written atomically; the next epoch's `--state-in`):
-
-    model/                                        the span model as a complete HF directory (config.json,
-                                                  model.safetensors, tokenizer, glode_training.json): the
-                                                  last epoch's is the final model (same as --model-out)
-    optimizer.pt                                  {"optimizer": AdamW state, "scheduler": LR schedule state}
-    denoiser.safetensors                          Denoiser.state_dict(): prototypes, global/local thresholds,
-                                                  bank.embeddings, bank.labels (absent with --denoise false)
-    rng.pt                                        Python, NumPy, torch CPU/CUDA states and the run's named
-                                                  generators (masks, supcon, bank)
-    trainer.json                                  epoch done, update step, steps per epoch, options, denoise
-                                                  config, classes, sha256 of the labels written, inputs
-
-Resuming checks that the state is epoch E-1's, that the options and denoise config are the ones it
-was trained with (device and num_workers may differ) and that --labels-in holds exactly the labels
-that epoch wrote (sha256 of the probabilities).
+The state directory (`--state-out`, the next epoch's `--state-in`) and its checks: glode.target_state.
 
 Outputs: --labels-out (the refined pseudo labels: the predictions table of docs/data-formats.md plus
-an `epoch` int16 column; metadata: epoch, denoise config, labels changed/updated, thresholds and
+an `epoch` int16 column; metadata: epoch, denoise options (key `denoise_config`), labels changed/updated, thresholds and
 bank size), --state-out, --model-out (optional: the model HF-style with the tokenizer and
 glode_training.json, as `train-source` writes it; give it on the last epoch), --train-log (JSON
 lines per update: step, epoch, loss_src, loss_tgt, loss_aux, loss_mlm (= loss_aux for `mlm`,
@@ -83,15 +68,12 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
-import hashlib
-import json
 import logging
 import math
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Iterator, Sequence
 
 import numpy as np
 import pandas as pd
@@ -100,39 +82,42 @@ import torch
 from torch.utils.data import DataLoader, Sampler
 
 from glode.batching import LengthBucketBatchSampler, SpanCollator, build_items, make_loader, move_batch, read_spans
-from glode.data import class_names, load_sentences
-from glode.denoise import DenoiseConfig, Denoiser
-from glode.device import autocast, describe_device, make_generator, seed_everything, select_device
-from glode.io import GlodeInputError, atomic_dir, atomic_path, read_json, read_parquet_metadata, setup_logging, write_json, write_parquet
-from glode.model import SpanModel, load_tokenizer, soft_span_cross_entropy, span_cross_entropy
+from glode.data import load_sentences
+from glode.denoise import DenoiseOptions, Denoiser
+from glode.device import autocast, describe_device, seed_everything, select_device
+from glode.io import GlodeInputError, atomic_dir, atomic_path, read_parquet_metadata, setup_logging, write_parquet
+from glode.model import SpanModel, load_tokenizer
+from glode.objectives import soft_span_cross_entropy, span_cross_entropy, supervised_contrastive_loss, target_objective
 from glode.options import add_options, option, options_from_args
 from glode.pseudo_label import predictions_frame
+from glode.spans import SpanSettings, read_span_settings
+from glode.target_state import json_safe, labels_digest, read_trainer, restore_state, save_state
 from glode.training import (
     TrainingOptions,
     UpdateGroup,
-    target_objective,
+    UpdateLog,
     accumulation_group_size,
     build_optimizer,
     build_scheduler,
-    capture_rng_state,
+    build_span_model,
     masked_lm_step,
     optimizer_update,
-    restore_rng_state,
+    resolve_classes,
+    sampler_seed,
+    save_model_dir,
     special_token_ids,
-    supervised_contrastive_loss,
+    stream_generator,
+    update_record,
 )
 
 log = logging.getLogger(__name__)
 
 AUX_TASKS = ("mlm", "supcon", "none")
-# Offsets that tell the run's random streams apart (glode.device.make_generator).
+# The run's random streams (glode.training.sampler_seed, stream_generator).
 _STREAM_SOURCE_ORDER, _STREAM_TARGET_ORDER, _STREAM_MASKS, _STREAM_SUPCON, _STREAM_BANK = 0, 1, 2, 3, 4
 _LOSS_KEYS = ("loss_src", "loss_tgt", "loss_aux", "loss_total")
-# Options that may differ between the epochs of one run (they do not change the numbers on a CPU).
-_RESUMABLE_DIFFERENCES = {"device", "num_workers"}
 # The target spans' columns the stage reads: never `label` (the unlabeled split has none to read).
 _TARGET_SPAN_COLUMNS = ("sent_id", "start", "end", "width", "morph")
-STATE_FILES = ("model", "optimizer.pt", "rng.pt", "trainer.json")
 
 
 @dataclass
@@ -216,11 +201,6 @@ def probability_columns(classes: Sequence[str]) -> list[str]:
     return [f"p_{c}" for c in classes]
 
 
-def labels_digest(probs: np.ndarray) -> str:
-    """sha256 of a label store (float32, C order): ties a state to the labels its epoch wrote."""
-    return hashlib.sha256(np.ascontiguousarray(probs, dtype=np.float32).tobytes()).hexdigest()
-
-
 def read_pseudo_labels(path: Path, spans: pd.DataFrame, classes: Sequence[str], spans_path: Path) -> tuple[np.ndarray, dict]:
     """The soft pseudo labels [n_spans, n_classes] (float32) of a predictions Parquet, validated
     against the target spans: same rows, same order, the classes' columns, rows summing to 1."""
@@ -256,342 +236,352 @@ def read_pseudo_labels(path: Path, spans: pd.DataFrame, classes: Sequence[str], 
     return probs, meta
 
 
-def _json_safe(value: Any) -> Any:
-    """inf/nan (an unused class's threshold) -> None, so metadata and state stay strict JSON."""
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {k: _json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_json_safe(v) for v in value]
-    return value
+@dataclass
+class TargetFiles:
+    """The named inputs and outputs of one epoch (the CLI's paths)."""
+
+    source_sentences: Path
+    source_spans: Path
+    target_sentences: Path
+    target_spans: Path
+    labels_in: Path
+    backbone: str
+    state_out: Path
+    labels_out: Path
+    state_in: Path | None = None
+    init_model: Path | None = None
+    model_out: Path | None = None
+    train_log: Path | None = None
+
+    def check_epoch(self, epoch: int, num_epochs: int) -> None:
+        """Epoch 0 starts fresh (from the backbone or --init-model), later epochs from --state-in."""
+        if not 0 <= epoch < num_epochs:
+            raise ValueError(f"--epoch must be in 0..{num_epochs - 1} (--num-epochs {num_epochs}), got {epoch}")
+        if epoch > 0 and self.state_in is None:
+            raise ValueError(f"epoch {epoch} resumes from epoch {epoch - 1}'s state: --state-in is required")
+        if epoch == 0 and self.state_in is not None:
+            raise ValueError("epoch 0 starts fresh from --backbone; --state-in is only for epochs > 0")
+        if epoch > 0 and self.init_model is not None:
+            raise ValueError("--init-model is only for epoch 0; later epochs resume from --state-in")
 
 
-# -- state -------------------------------------------------------------------------------------
+@dataclass
+class TargetInputs:
+    """Everything an epoch reads, validated: sentences, spans, the current pseudo labels (the
+    in-memory label store that refinement rewrites) and, after epoch 0, the previous epoch's trainer.json."""
+
+    classes: list[str]
+    span_settings: SpanSettings
+    target: pd.DataFrame
+    target_spans: pd.DataFrame
+    labels: np.ndarray
+    labels_meta: dict
+    trainer_in: dict | None
+    tokenizer: object
+    source_items: list[dict]
+    target_items: list[dict]
 
 
-def read_state(state_in: Path, epoch: int, opts: TargetTrainingOptions, denoise_config: DenoiseConfig, classes: list[str], labels_sha: str, labels_in: Path) -> dict:
-    """trainer.json of the state epoch E-1 wrote, after checking it belongs to this run."""
-    missing = [name for name in STATE_FILES if not (state_in / name).exists()]
-    if missing:
-        raise GlodeInputError(state_in, f"not a train-target state directory: missing {missing}")
-    trainer = read_json(state_in / "trainer.json")
-    if trainer["epoch"] != epoch - 1:
-        raise GlodeInputError(state_in, f"is the state after epoch {trainer['epoch']}, but epoch {epoch} needs epoch {epoch - 1}'s")
-    saved, current = trainer["options"], _json_safe(dataclasses.asdict(opts))
-    differs = sorted(k for k in current if k not in _RESUMABLE_DIFFERENCES and saved.get(k) != current[k])
-    if differs:
-        raise GlodeInputError(state_in, "options differ from the run's earlier epochs: " + ", ".join(f"{k} {saved.get(k)!r} -> {current[k]!r}" for k in differs))
-    if trainer["denoise_config"] != _json_safe(dataclasses.asdict(denoise_config)):
-        raise GlodeInputError(state_in, f"denoise config differs from the run's earlier epochs: {trainer['denoise_config']} -> {dataclasses.asdict(denoise_config)}")
-    if trainer["classes"] != classes:
-        raise GlodeInputError(state_in, f"classes {trainer['classes']} differ from {classes}")
-    if trainer["labels_sha256"] != labels_sha:
-        raise GlodeInputError(labels_in, f"are not the labels epoch {epoch - 1} wrote (their sha256 differs from {state_in}/trainer.json)")
-    return trainer
+def read_target_sentences(files: TargetFiles) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """(source sentences, source spans with gold labels, target sentences, target spans without labels)."""
+    src = load_sentences(files.source_sentences)
+    spans_s = read_spans(files.source_spans)
+    if "label" not in spans_s.columns or spans_s["label"].isna().any():
+        raise GlodeInputError(files.source_spans, "source spans must carry gold labels (found none or null labels)")
+    tgt = load_sentences(files.target_sentences)
+    if "tags" in tgt.columns:  # a labeled file given as target data: its tags are never used
+        log.warning("%s has tags; target training ignores them", files.target_sentences)
+        tgt = tgt.drop(columns=["tags"])
+    span_columns = [c for c in _TARGET_SPAN_COLUMNS if c in pq.read_schema(files.target_spans).names]
+    spans_t = read_spans(files.target_spans, columns=span_columns)
+    if len(src) == 0 or len(spans_s) == 0:
+        raise GlodeInputError(files.source_sentences, "no source sentences or spans to train on")
+    if len(tgt) == 0 or len(spans_t) == 0:
+        raise GlodeInputError(files.target_sentences, "no target sentences or spans to train on")
+    return src, spans_s, tgt, spans_t
 
 
-def save_model_dir(out: Path, model: SpanModel, tokenizer, summary: dict) -> None:
-    """A complete Hugging Face model directory: weights, config, tokenizer, glode_training.json."""
-    model.save_pretrained(str(out))
-    tokenizer.save_pretrained(str(out))
-    write_json(summary, out / "glode_training.json")
+def load_target_inputs(files: TargetFiles, epoch: int, opts: TargetTrainingOptions, denoise_options: DenoiseOptions, entity_types: list[str] | None) -> TargetInputs:
+    """Read and check every input before anything is trained or written."""
+    classes = resolve_classes(files.source_sentences, entity_types)
+    span_settings = read_span_settings(files.source_spans, files.target_spans)
+    src, spans_s, tgt, spans_t = read_target_sentences(files)
+    labels, labels_meta = read_pseudo_labels(files.labels_in, spans_t, classes, files.target_spans)
+    if epoch == 0 and labels_meta.get("epoch") is not None:
+        log.warning("%s are epoch %s's refined labels; epoch 0 normally starts from a source model's initial labels", files.labels_in, labels_meta["epoch"])
+    if epoch > 0 and labels_meta.get("epoch") is not None and labels_meta["epoch"] != epoch - 1:
+        raise GlodeInputError(files.labels_in, f"are the labels of epoch {labels_meta['epoch']}, but epoch {epoch} needs epoch {epoch - 1}'s")
+    trainer_in = None
+    if epoch > 0:
+        options, config = json_safe(dataclasses.asdict(opts)), json_safe(dataclasses.asdict(denoise_options))
+        trainer_in = read_trainer(files.state_in, epoch, options, config, classes, labels_digest(labels), files.labels_in)
+
+    tokenizer = load_tokenizer(files.backbone)
+    window, width = span_settings.max_seq_len, span_settings.max_span_len
+    source_items = build_items(src, tokenizer, window, spans_s, classes, max_span_len=width, spans_path=files.source_spans)
+    target_items = build_items(tgt, tokenizer, window, spans_t, classes=None, max_span_len=width, spans_path=files.target_spans)
+    log.info("epoch %d/%d: source %d sentences, %d spans; target %d sentences, %d spans; classes %s; aux %s; denoise %s",
+             epoch, opts.num_epochs, len(source_items), len(spans_s), len(target_items), len(spans_t), classes, opts.aux_task, opts.denoise)
+    return TargetInputs(classes, span_settings, tgt, spans_t, labels, labels_meta, trainer_in, tokenizer, source_items, target_items)
 
 
-def save_state(out: Path, model: SpanModel, tokenizer, optimizer, scheduler, denoiser: Denoiser | None, generators: dict, trainer: dict, summary: dict) -> None:
-    from safetensors.torch import save_file
+# -- model, optimizer, denoiser ------------------------------------------------------------------
 
-    with atomic_dir(out) as tmp:
-        save_model_dir(tmp / "model", model, tokenizer, summary)  # complete: the workflow copies it as the final model
-        torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict()}, tmp / "optimizer.pt")
-        if denoiser is not None:
-            save_file({k: v.detach().cpu().contiguous() for k, v in denoiser.state_dict().items()}, str(tmp / "denoiser.safetensors"))
-        torch.save(capture_rng_state(generators), tmp / "rng.pt")
-        write_json(trainer, tmp / "trainer.json")
+
+@dataclass
+class TargetRun:
+    """What an epoch trains and carries over: model, optimizer, schedule, denoiser, the run's
+    named random generators, the epoch's batches, and the update counter."""
+
+    model: SpanModel
+    optimizer: torch.optim.Optimizer
+    params: list[torch.nn.Parameter]
+    scheduler: object
+    denoiser: Denoiser | None
+    generators: dict[str, torch.Generator]
+    target_loader: DataLoader
+    source_loader: DataLoader
+    steps_per_epoch: int
+    updates_per_epoch: int
+    step: int
+
+
+def build_target_run(files: TargetFiles, inputs: TargetInputs, epoch: int, opts: TargetTrainingOptions, denoise_options: DenoiseOptions, device: torch.device) -> TargetRun:
+    """Epoch 0: a fresh model (the backbone, or --init-model) and optimizer; later epochs: epoch
+    E-1's saved model, optimizer, schedule, denoiser and random states."""
+    if epoch == 0 and files.init_model is not None:
+        log.info("epoch 0 starts from the span model %s instead of the pretrained encoder", files.init_model)  # demo scale; the paper starts from the encoder
+    load_from = files.state_in / "model" if epoch > 0 else files.init_model
+    model = build_span_model(opts, inputs.classes, inputs.span_settings, device, backbone=files.backbone, load_from=load_from, train_projection=opts.projection_trained)
+    optimizer, params = build_optimizer(model, opts.lr, (opts.adam_beta1, opts.adam_beta2), opts.adam_eps, opts.weight_decay, opts.head_lr)
+    log.info("parameters: %d trainable of %d (projection trained: %s)", sum(p.numel() for p in params), sum(p.numel() for p in model.parameters()), opts.projection_trained)
+
+    pad_id = inputs.tokenizer.pad_token_id
+    tgt_loader, tgt_sampler = make_loader(inputs.target_items, opts.batch_size, pad_id, shuffle=True, seed=sampler_seed(opts.seed, _STREAM_TARGET_ORDER), num_workers=opts.num_workers)
+    tgt_sampler.set_epoch(epoch)
+    steps_per_epoch = len(tgt_sampler)
+    src_sampler = LengthBucketBatchSampler([len(it["input_ids"]) for it in inputs.source_items], opts.batch_size, shuffle=True, seed=sampler_seed(opts.seed, _STREAM_SOURCE_ORDER))
+    src_loader = DataLoader(inputs.source_items, batch_sampler=CycleBatchSampler(src_sampler, epoch * steps_per_epoch, steps_per_epoch),
+                            collate_fn=SpanCollator(pad_id, model.config.subword_width_buckets), num_workers=opts.num_workers)
+    updates_per_epoch = math.ceil(steps_per_epoch / opts.grad_accumulation)
+    scheduler = build_scheduler(optimizer, opts.warmup_steps, updates_per_epoch * opts.num_epochs)
+
+    denoiser = Denoiser(len(inputs.classes), model.config.projection_dim, denoise_options, device) if opts.denoise else None
+    generators = {name: stream_generator(opts.seed, stream) for name, stream in (("masks", _STREAM_MASKS), ("supcon", _STREAM_SUPCON), ("bank", _STREAM_BANK))}
+    step = 0
+    if inputs.trainer_in is not None:
+        if inputs.trainer_in["steps_per_epoch"] != steps_per_epoch:
+            raise GlodeInputError(files.state_in, f"{inputs.trainer_in['steps_per_epoch']} steps per epoch in the state, {steps_per_epoch} now: other target data?")
+        restore_state(files.state_in, optimizer, scheduler, denoiser, generators)
+        step = int(inputs.trainer_in["step"])
+    if step != epoch * updates_per_epoch:
+        raise GlodeInputError(files.state_in or files.labels_in, f"state is at update {step}, expected {epoch * updates_per_epoch}")
+    return TargetRun(model, optimizer, params, scheduler, denoiser, generators, tgt_loader, src_loader, steps_per_epoch, updates_per_epoch, step)
+
+
+# -- one step ----------------------------------------------------------------------------------
+
+
+class EpochTally:
+    """What an epoch counts and reports: labels changed and updated (and to which class), whether
+    the denoiser was ready and its beta, the projections and local scores that `Denoiser.end_epoch`
+    needs, seconds spent denoising since the last update, and the per-update log and progress bar."""
+
+    def __init__(self, n_classes: int, update_log: UpdateLog):
+        self.changed, self.updated, self.changed_to = 0, 0, [0] * n_classes
+        self.ready, self.beta = False, None
+        self.denoise_seconds = 0.0
+        self.projections: dict[str, list[torch.Tensor]] = {"z_t": [], "y_t": [], "local_t": [], "z_s": [], "y_s": []}
+        self.local_complete = True
+        self.update_log = update_log
+
+    def add_refinement(self, info: dict, z_s: torch.Tensor, y_s: torch.Tensor, z_t: torch.Tensor, y_t: torch.Tensor) -> None:
+        """One batch's refinement (`Denoiser.refine`'s info) and the projections behind it."""
+        for key, value in (("z_t", z_t.float()), ("y_t", y_t), ("z_s", z_s.float()), ("y_s", y_s)):
+            self.projections[key].append(value.cpu())
+        if info["local_scores"] is not None:
+            self.projections["local_t"].append(info["local_scores"].float().cpu())
+        elif len(y_t):
+            self.local_complete = False
+        self.changed += info["changed"]
+        self.updated += info["updated"]
+        self.changed_to = [a + b for a, b in zip(self.changed_to, info["changed_to"])]
+        self.ready = self.ready or info["ready"]
+        self.beta = info["beta"] if info["beta"] is not None else self.beta
+
+    def write_update(self, step: int, epoch: int, group: UpdateGroup, lr: float, aux_task: str) -> None:
+        sums = group.sums
+        losses = {"loss_src": sums["loss_src"], "loss_tgt": sums["loss_tgt"], "loss_aux": sums["loss_aux"] if aux_task != "none" else None,
+                  "loss_mlm": sums["loss_aux"] if aux_task == "mlm" else None, "loss_total": sums["loss_total"]}
+        record = update_record(step, epoch, group, lr, losses)
+        record.update(labels_changed=self.changed, labels_updated=self.updated, denoise_s=self.denoise_seconds)
+        self.denoise_seconds = 0.0
+        self.update_log.write(record, loss=f"{sums['loss_total']:.4f}", changed=self.changed)
+
+    def end_epoch(self, denoiser: Denoiser, generator: torch.Generator, device: torch.device) -> dict:
+        """Thresholds (Eq. 7) and the new neighbour bank from this epoch's projections."""
+        cat = {key: torch.cat(values).to(device) for key, values in self.projections.items() if key != "local_t"}
+        local = torch.cat(self.projections["local_t"]).to(device) if self.local_complete and self.projections["local_t"] else None
+        self.projections = {}
+        return denoiser.end_epoch(cat["z_t"], cat["y_t"], cat["z_s"], cat["y_s"], generator=generator, target_local_scores=local)
+
+
+def refine_batch(run: TargetRun, out_s, out_t, source_labels: torch.Tensor, p_t: torch.Tensor, epoch: int, num_epochs: int, tally: EpochTally) -> torch.Tensor:
+    """Step 3: prototypes observe the batch (Eq. 6), then its target labels are refined (Eqs. 8-11)."""
+    tick = time.perf_counter()
+    z_s, z_t = out_s.projections.detach(), out_t.projections.detach()
+    run.denoiser.observe(torch.cat([z_s, z_t]), torch.cat([source_labels, p_t.argmax(1)]))  # Eq. 6
+    p_new, info = run.denoiser.refine(z_t, p_t, epoch, num_epochs)  # Eqs. 8-11
+    tally.add_refinement(info, z_s, source_labels, z_t, p_new.argmax(1))
+    if p_t.device.type == "cuda":
+        torch.cuda.synchronize(p_t.device)
+    tally.denoise_seconds += time.perf_counter() - tick
+    return p_new
+
+
+def auxiliary_loss(run: TargetRun, out_s, out_t, source_labels: torch.Tensor, p_new: torch.Tensor, target_batch: dict, mask_token_id: int, specials: list[int], opts: TargetTrainingOptions, device: torch.device) -> torch.Tensor:
+    """Step 5: w's term of Eq. 5: the MLM loss (Eq. 2), the supervised contrastive loss, or none."""
+    if opts.aux_task == "mlm":
+        return masked_lm_step(run.model, target_batch, mask_token_id, specials, opts.mask_rate, opts.mlm_normalisation, run.generators["masks"], device)  # Eq. 2
+    if opts.aux_task == "supcon":
+        z = torch.cat([out_s.projections, out_t.projections])
+        y = torch.cat([source_labels, p_new.argmax(1)])
+        keep = supcon_subsample(y, opts.supcon_max_spans, run.generators["supcon"])
+        if keep is not None:
+            z, y = z[keep], y[keep]
+        return supervised_contrastive_loss(z, y, opts.supcon_temperature)
+    return torch.zeros((), device=device)
+
+
+def training_step(run: TargetRun, source_batch: dict, target_batch: dict, labels: np.ndarray, epoch: int, opts: TargetTrainingOptions,
+                  tally: EpochTally, specials: list[int], mask_token_id: int, group_size: int, device: torch.device) -> dict[str, torch.Tensor]:
+    """Steps 1-5 on one source and one target batch, and the backward pass of L_T / group_size;
+    refined labels are written back into `labels`. Returns the loss terms."""
+    need_projections = run.denoiser is not None or opts.aux_task == "supcon"
+    source, target = move_batch(source_batch, device), move_batch(target_batch, device)
+    with autocast(device):
+        out_s = run.model(**source, return_projections=need_projections)
+        out_t = run.model(**target, return_projections=need_projections)
+    loss_src = span_cross_entropy(out_s.logits, source["labels"], source["span_sentence"], source["input_ids"].shape[0])  # Eq. 1
+
+    rows = target_batch["span_rows"].numpy()
+    p_t = torch.from_numpy(labels[rows]).to(device)
+    p_new = p_t
+    if run.denoiser is not None:
+        p_new = refine_batch(run, out_s, out_t, source["labels"], p_t, epoch, opts.num_epochs, tally)
+        labels[rows] = p_new.float().cpu().numpy()
+    loss_tgt = soft_span_cross_entropy(out_t.logits, p_new.detach(), target["span_sentence"], target["input_ids"].shape[0])  # Eq. 4
+
+    loss_aux = auxiliary_loss(run, out_s, out_t, source["labels"], p_new, target_batch, mask_token_id, specials, opts, device)
+    loss = target_objective(loss_src, loss_tgt, loss_aux, opts.aux_weight)  # Eq. 5
+    (loss / group_size).backward()
+    return {"loss_src": loss_src, "loss_tgt": loss_tgt, "loss_aux": loss_aux, "loss_total": loss}
+
+
+# -- outputs -----------------------------------------------------------------------------------
+
+
+def labels_metadata(files: TargetFiles, inputs: TargetInputs, epoch: int, opts: TargetTrainingOptions, denoise_options: DenoiseOptions, tally: EpochTally, changed: int, end_info: dict) -> dict:
+    """The refined labels' Parquet metadata (docs/data-formats.md)."""
+    spans_meta = read_parquet_metadata(files.target_spans)
+    meta = {k: spans_meta.get(k) for k in ("dataset", "lang", "split") if k in spans_meta}
+    meta.update(
+        classes=inputs.classes,
+        model=str(files.model_out) if files.model_out else str(files.state_out / "model"),
+        pruned=bool(inputs.labels_meta.get("pruned", False)),
+        spans_path=str(files.target_spans),
+        sentences_path=str(files.target_sentences),
+        labels_in=str(files.labels_in),
+        epoch=epoch,
+        num_epochs=opts.num_epochs,
+        seed=opts.seed,
+        aux_task=opts.aux_task,
+        denoise=opts.denoise,
+        denoise_config=json_safe(dataclasses.asdict(denoise_options)),
+        beta=tally.beta,
+        denoise_ready=tally.ready,
+        labels_changed=changed,
+        labels_updated=tally.updated,
+        changed_to=dict(zip(inputs.classes, tally.changed_to)),
+        denoise_end_epoch=json_safe(end_info),
+    )
+    return meta
+
+
+def trainer_record(files: TargetFiles, inputs: TargetInputs, run: TargetRun, epoch: int, opts: TargetTrainingOptions, denoise_options: DenoiseOptions, changed: int) -> dict:
+    """trainer.json: what the next epoch checks before it resumes (glode.target_state.read_trainer)."""
+    inputs_used = {name: str(getattr(files, name)) for name in ("source_sentences", "source_spans", "target_sentences", "target_spans", "labels_in", "backbone")}
+    return {
+        "epoch": epoch,
+        "num_epochs": opts.num_epochs,
+        "step": run.step,
+        "steps_per_epoch": run.steps_per_epoch,
+        "updates_per_epoch": run.updates_per_epoch,
+        "total_updates": run.updates_per_epoch * opts.num_epochs,
+        "classes": inputs.classes,
+        "options": json_safe(dataclasses.asdict(opts)),
+        "denoise_config": json_safe(dataclasses.asdict(denoise_options)),
+        "labels_sha256": labels_digest(inputs.labels),
+        "labels_changed": changed,
+        "target_spans": int(len(inputs.target_spans)),
+        "span_settings": dataclasses.asdict(inputs.span_settings),
+        "inputs": {**inputs_used, "state_in": str(files.state_in) if files.state_in else None},
+    }
+
+
+def write_epoch_outputs(files: TargetFiles, inputs: TargetInputs, run: TargetRun, epoch: int, opts: TargetTrainingOptions, denoise_options: DenoiseOptions,
+                        tally: EpochTally, initial_argmax: np.ndarray, end_info: dict, seconds: float, device: torch.device) -> dict:
+    """The refined labels, the state for the next epoch and (on request) the model; returns the summary."""
+    changed = int((inputs.labels.argmax(axis=1) != initial_argmax).sum())
+    frame = predictions_frame(inputs.target_spans, inputs.target, inputs.labels, inputs.classes)
+    frame["epoch"] = np.full(len(frame), epoch, dtype=np.int16)
+    trainer = trainer_record(files, inputs, run, epoch, opts, denoise_options, changed)
+    summary = {**trainer, "last": tally.update_log.last, "denoise_end_epoch": json_safe(end_info), "seconds": seconds,
+               "device": describe_device(device), "torch": torch.__version__}
+    write_parquet(frame, files.labels_out, metadata=labels_metadata(files, inputs, epoch, opts, denoise_options, tally, changed, end_info))
+    save_state(files.state_out, run.model, inputs.tokenizer, run.optimizer, run.scheduler, run.denoiser, run.generators, trainer, summary)
+    if files.model_out is not None:
+        with atomic_dir(files.model_out) as tmp:
+            save_model_dir(tmp, run.model, inputs.tokenizer, summary)
+    log.info("epoch %d/%d done: update %d, %d of %d pseudo labels changed (argmax), %.0f s", epoch, opts.num_epochs, run.step, changed, len(inputs.labels), seconds)
+    return summary
 
 
 # -- the epoch ---------------------------------------------------------------------------------
 
 
-def train_target_epoch(
-    *,
-    epoch: int,
-    source_sentences: Path,
-    source_spans: Path,
-    target_sentences: Path,
-    target_spans: Path,
-    labels_in: Path,
-    backbone: str,
-    entity_types: list[str] | None,
-    state_in: Path | None,
-    state_out: Path,
-    labels_out: Path,
-    model_out: Path | None,
-    train_log: Path | None,
-    opts: TargetTrainingOptions,
-    denoise_config: DenoiseConfig,
-    progress: bool | None = None,
-    init_model: Path | None = None,
-) -> dict:
+def train_target_epoch(files: TargetFiles, epoch: int, opts: TargetTrainingOptions, denoise_options: DenoiseOptions,
+                       entity_types: list[str] | None = None, progress: bool | None = None) -> dict:
     """Run target epoch `epoch` (0-based) and write its outputs; returns a summary dict."""
-    from tqdm.auto import tqdm
-
     opts.validate()
-    if not 0 <= epoch < opts.num_epochs:
-        raise ValueError(f"--epoch must be in 0..{opts.num_epochs - 1} (--num-epochs {opts.num_epochs}), got {epoch}")
-    if epoch > 0 and state_in is None:
-        raise ValueError(f"epoch {epoch} resumes from epoch {epoch - 1}'s state: --state-in is required")
-    if epoch == 0 and state_in is not None:
-        raise ValueError("epoch 0 starts fresh from --backbone; --state-in is only for epochs > 0")
-    if epoch > 0 and init_model is not None:
-        raise ValueError("--init-model is only for epoch 0; later epochs resume from --state-in")
+    files.check_epoch(epoch, opts.num_epochs)
     started = time.perf_counter()
     seed_everything(opts.seed)
     device = select_device(opts.device)
     log.info("device: %s", describe_device(device))
+    inputs = load_target_inputs(files, epoch, opts, denoise_options, entity_types)
+    initial_argmax = inputs.labels.argmax(axis=1)
+    run = build_target_run(files, inputs, epoch, opts, denoise_options, device)
+    mask_token_id, specials = inputs.tokenizer.mask_token_id, special_token_ids(inputs.tokenizer)
 
-    # -- inputs, all validated before anything is trained or written
-    src_meta = read_parquet_metadata(source_sentences)
-    entity_types = list(entity_types or src_meta.get("entity_types") or [])
-    if not entity_types:
-        raise GlodeInputError(source_sentences, "no entity types given (--entity-types) and none in the file's metadata")
-    classes = class_names(entity_types)
-    src = load_sentences(source_sentences)
-    spans_s = read_spans(source_spans)
-    if "label" not in spans_s.columns or spans_s["label"].isna().any():
-        raise GlodeInputError(source_spans, "source spans must carry gold labels (found none or null labels)")
-    tgt = load_sentences(target_sentences)
-    if "tags" in tgt.columns:  # a labeled file given as target data: its tags are never used
-        log.warning("%s has tags; target training ignores them", target_sentences)
-        tgt = tgt.drop(columns=["tags"])
-    span_columns = [c for c in _TARGET_SPAN_COLUMNS if c in pq.read_schema(target_spans).names]
-    spans_t = read_spans(target_spans, columns=span_columns)
-    if len(src) == 0 or len(spans_s) == 0:
-        raise GlodeInputError(source_sentences, "no source sentences or spans to train on")
-    if len(tgt) == 0 or len(spans_t) == 0:
-        raise GlodeInputError(target_sentences, "no target sentences or spans to train on")
-    labels, labels_meta = read_pseudo_labels(labels_in, spans_t, classes, target_spans)
-    if epoch == 0 and labels_meta.get("epoch") is not None:
-        log.warning("%s are epoch %s's refined labels; epoch 0 normally starts from a source model's initial labels", labels_in, labels_meta["epoch"])
-    if epoch > 0 and labels_meta.get("epoch") is not None and labels_meta["epoch"] != epoch - 1:
-        raise GlodeInputError(labels_in, f"are the labels of epoch {labels_meta['epoch']}, but epoch {epoch} needs epoch {epoch - 1}'s")
-    labels_sha_in = labels_digest(labels)
-    trainer_in = read_state(state_in, epoch, opts, denoise_config, classes, labels_sha_in, labels_in) if epoch > 0 else None
-    initial_argmax = labels.argmax(axis=1)
-
-    tokenizer = load_tokenizer(backbone)
-    source_items = build_items(src, tokenizer, opts.max_seq_len, spans_s, classes, max_span_len=opts.max_span_len, spans_path=source_spans)
-    target_items = build_items(tgt, tokenizer, opts.max_seq_len, spans_t, classes=None, max_span_len=opts.max_span_len, spans_path=target_spans)
-    log.info("epoch %d/%d: source %d sentences, %d spans; target %d sentences, %d spans; classes %s; aux %s; denoise %s",
-             epoch, opts.num_epochs, len(source_items), len(spans_s), len(target_items), len(spans_t), classes, opts.aux_task, opts.denoise)
-
-    # -- model, optimiser, schedule (fresh at epoch 0, else epoch E-1's)
-    if epoch == 0 and init_model is not None:
-        # Demo scale only: the paper trains the target model from the pretrained encoder.
-        model = SpanModel.from_pretrained(str(init_model))
-        if list(model.classes) != list(classes):
-            raise GlodeInputError(init_model, f"has classes {model.classes}, the data {classes}")
-        model.config.train_projection = opts.projection_trained
-        model.projection.requires_grad_(opts.projection_trained)
-        log.info("epoch 0 starts from the span model %s instead of the pretrained encoder", init_model)
-    elif epoch == 0:
-        model = SpanModel.from_backbone(backbone, classes, encoder_layers=opts.encoder_layers, dropout=opts.dropout, max_span_len=opts.max_span_len, train_projection=opts.projection_trained)
-    else:
-        model = SpanModel.from_pretrained(str(state_in / "model"))
-    model.freeze_encoder_parts(opts.freeze_word_embeddings, opts.train_top_layers)
-    model.to(device).train()
-    optimizer, params = build_optimizer(model, opts.lr, (opts.adam_beta1, opts.adam_beta2), opts.adam_eps, opts.weight_decay, opts.head_lr)
-    log.info("parameters: %d trainable of %d (projection trained: %s)", sum(p.numel() for p in params), sum(p.numel() for p in model.parameters()), opts.projection_trained)
-
-    pad_id = tokenizer.pad_token_id
-    tgt_loader, tgt_sampler = make_loader(target_items, opts.batch_size, pad_id, shuffle=True, seed=opts.seed * 1000 + _STREAM_TARGET_ORDER, num_workers=opts.num_workers)
-    tgt_sampler.set_epoch(epoch)
-    steps_per_epoch = len(tgt_sampler)
-    src_sampler = LengthBucketBatchSampler([len(it["input_ids"]) for it in source_items], opts.batch_size, shuffle=True, seed=opts.seed * 1000 + _STREAM_SOURCE_ORDER)
-    src_loader = DataLoader(source_items, batch_sampler=CycleBatchSampler(src_sampler, epoch * steps_per_epoch, steps_per_epoch),
-                            collate_fn=SpanCollator(pad_id, model.config.subword_width_buckets), num_workers=opts.num_workers)
-    updates_per_epoch = math.ceil(steps_per_epoch / opts.grad_accumulation)
-    total_updates = updates_per_epoch * opts.num_epochs
-    scheduler = build_scheduler(optimizer, opts.warmup_steps, total_updates)
-
-    denoiser = Denoiser(len(classes), model.config.projection_dim, denoise_config, device) if opts.denoise else None
-    generators = {name: make_generator(opts.seed, stream) for name, stream in (("masks", _STREAM_MASKS), ("supcon", _STREAM_SUPCON), ("bank", _STREAM_BANK))}
-    step = 0
-    if trainer_in is not None:
-        if trainer_in["steps_per_epoch"] != steps_per_epoch:
-            raise GlodeInputError(state_in, f"{trainer_in['steps_per_epoch']} steps per epoch in the state, {steps_per_epoch} now: other target data?")
-        saved = torch.load(state_in / "optimizer.pt", map_location="cpu", weights_only=True)
-        optimizer.load_state_dict(saved["optimizer"])  # after building the scheduler: it must not reset initial_lr
-        scheduler.load_state_dict(saved["scheduler"])
-        if denoiser is not None:
-            from safetensors.torch import load_file
-
-            denoiser.load_state_dict(load_file(str(state_in / "denoiser.safetensors")))
-        restore_rng_state(torch.load(state_in / "rng.pt", weights_only=True), generators)
-        step = int(trainer_in["step"])
-    if step != epoch * updates_per_epoch:
-        raise GlodeInputError(state_in or labels_in, f"state is at update {step}, expected {epoch * updates_per_epoch}")
-
-    mask_token_id, specials = tokenizer.mask_token_id, special_token_ids(tokenizer)
-    need_projections = denoiser is not None or opts.aux_task == "supcon"
-    collected: dict[str, list[torch.Tensor]] = {"z_t": [], "y_t": [], "local_t": [], "z_s": [], "y_s": []}
-    local_complete = True
-    counts = {"changed": 0, "updated": 0, "changed_to": [0] * len(classes), "ready": False, "beta": None}
-
-    if progress is None:
-        progress = sys.stderr.isatty()
-    bar = tqdm(total=updates_per_epoch, desc=f"train-target epoch {epoch}", unit="update", disable=not progress)
-    last: dict = {}
-    denoise_seconds = 0.0
     with contextlib.ExitStack() as outputs:
         # The log goes to a temporary file renamed into place together with the other outputs, at the end.
-        log_file = outputs.enter_context(open(outputs.enter_context(atomic_path(train_log)), "w", encoding="utf-8")) if train_log else None
+        log_file = outputs.enter_context(open(outputs.enter_context(atomic_path(files.train_log)), "w", encoding="utf-8")) if files.train_log else None
+        tally = EpochTally(len(inputs.classes), UpdateLog(log_file, run.updates_per_epoch, f"train-target epoch {epoch}", progress))
         group = UpdateGroup(_LOSS_KEYS)
-        for i, (target_batch, source_batch) in enumerate(zip(tgt_loader, src_loader)):
-            group_size = accumulation_group_size(i, steps_per_epoch, opts.grad_accumulation)
-            sb, tb = move_batch(source_batch, device), move_batch(target_batch, device)
-            with autocast(device):
-                out_s = model(**sb, return_projections=need_projections)
-                out_t = model(**tb, return_projections=need_projections)
-            loss_src = span_cross_entropy(out_s.logits, sb["labels"], sb["span_sentence"], sb["input_ids"].shape[0])  # Eq. 1
-
-            rows = target_batch["span_rows"].numpy()
-            p_t = torch.from_numpy(labels[rows]).to(device)
-            p_new = p_t
-            if denoiser is not None:
-                tick = time.perf_counter()
-                z_s, z_t = out_s.projections.detach(), out_t.projections.detach()
-                denoiser.observe(torch.cat([z_s, z_t]), torch.cat([sb["labels"], p_t.argmax(1)]))  # Eq. 6
-                p_new, info = denoiser.refine(z_t, p_t, epoch, opts.num_epochs)  # Eqs. 8-11
-                labels[rows] = p_new.float().cpu().numpy()
-                y_t = p_new.argmax(1)
-                collected["z_t"].append(z_t.float().cpu())
-                collected["y_t"].append(y_t.cpu())
-                collected["z_s"].append(z_s.float().cpu())
-                collected["y_s"].append(sb["labels"].cpu())
-                if info["local_scores"] is not None:
-                    collected["local_t"].append(info["local_scores"].float().cpu())
-                elif len(rows):
-                    local_complete = False
-                counts["changed"] += info["changed"]
-                counts["updated"] += info["updated"]
-                counts["changed_to"] = [a + b for a, b in zip(counts["changed_to"], info["changed_to"])]
-                counts["ready"] = counts["ready"] or info["ready"]
-                counts["beta"] = info["beta"] if info["beta"] is not None else counts["beta"]
-                if device.type == "cuda":
-                    torch.cuda.synchronize(device)
-                denoise_seconds += time.perf_counter() - tick
-            loss_tgt = soft_span_cross_entropy(out_t.logits, p_new.detach(), tb["span_sentence"], tb["input_ids"].shape[0])  # Eq. 4
-
-            loss_aux = torch.zeros((), device=device)
-            if opts.aux_task == "mlm":
-                loss_aux = masked_lm_step(model, target_batch, mask_token_id, specials, opts.mask_rate, opts.mlm_normalisation, generators["masks"], device)  # Eq. 2
-            elif opts.aux_task == "supcon":
-                z = torch.cat([out_s.projections, out_t.projections])
-                y = torch.cat([sb["labels"], p_new.argmax(1)])
-                keep = supcon_subsample(y, opts.supcon_max_spans, generators["supcon"])
-                if keep is not None:
-                    z, y = z[keep], y[keep]
-                loss_aux = supervised_contrastive_loss(z, y, opts.supcon_temperature)
-            loss = target_objective(loss_src, loss_tgt, loss_aux, opts.aux_weight)
-            (loss / group_size).backward()
-            group.add({"loss_src": loss_src, "loss_tgt": loss_tgt, "loss_aux": loss_aux, "loss_total": loss}, group_size, tb["input_ids"].shape[0])
+        for i, (target_batch, source_batch) in enumerate(zip(run.target_loader, run.source_loader)):
+            group_size = accumulation_group_size(i, run.steps_per_epoch, opts.grad_accumulation)
+            losses = training_step(run, source_batch, target_batch, inputs.labels, epoch, opts, tally, specials, mask_token_id, group_size, device)
+            group.add(losses, group_size, target_batch["input_ids"].shape[0])
             if group.batches < group_size:
                 continue
-            lr = optimizer_update(optimizer, scheduler, params, opts.grad_clip)
-            step += 1
-            last = {
-                "step": step,
-                "epoch": epoch,
-                "loss_src": group.sums["loss_src"],
-                "loss_tgt": group.sums["loss_tgt"],
-                "loss_aux": group.sums["loss_aux"] if opts.aux_task != "none" else None,
-                "loss_mlm": group.sums["loss_aux"] if opts.aux_task == "mlm" else None,
-                "loss_total": group.sums["loss_total"],
-                "lr": lr,
-                "sentences_per_s": group.sentences_per_s(),
-                "labels_changed": counts["changed"],
-                "labels_updated": counts["updated"],
-                "denoise_s": denoise_seconds,
-            }
-            denoise_seconds = 0.0
-            if log_file is not None:
-                log_file.write(json.dumps(last) + "\n")
-            bar.update(1)
-            bar.set_postfix(loss=f"{group.sums['loss_total']:.4f}", changed=counts["changed"])
+            lr = optimizer_update(run.optimizer, run.scheduler, run.params, opts.grad_clip)
+            run.step += 1
+            tally.write_update(run.step, epoch, group, lr, opts.aux_task)
             group = UpdateGroup(_LOSS_KEYS)
-        bar.close()
-
-        end_info: dict = {}
-        if denoiser is not None:
-            z_t_all = torch.cat(collected["z_t"]).to(device)
-            local = torch.cat(collected["local_t"]).to(device) if local_complete and collected["local_t"] else None
-            end_info = denoiser.end_epoch(
-                z_t_all, torch.cat(collected["y_t"]).to(device), torch.cat(collected["z_s"]).to(device), torch.cat(collected["y_s"]).to(device),
-                generator=generators["bank"], target_local_scores=local,
-            )
-            del collected, z_t_all, local
-
-        # -- outputs
-        changed = int((labels.argmax(axis=1) != initial_argmax).sum())
-        labels_sha_out = labels_digest(labels)
-        cfg = _json_safe(dataclasses.asdict(denoise_config))
-        frame = predictions_frame(spans_t, tgt, labels, classes)
-        frame["epoch"] = np.full(len(frame), epoch, dtype=np.int16)
-        spans_meta = read_parquet_metadata(target_spans)
-        meta = {k: spans_meta.get(k) for k in ("dataset", "lang", "split") if k in spans_meta}
-        meta.update(
-            classes=classes,
-            model=str(model_out) if model_out else str(state_out / "model"),
-            pruned=bool(labels_meta.get("pruned", False)),
-            spans_path=str(target_spans),
-            sentences_path=str(target_sentences),
-            labels_in=str(labels_in),
-            epoch=epoch,
-            num_epochs=opts.num_epochs,
-            seed=opts.seed,
-            aux_task=opts.aux_task,
-            denoise=opts.denoise,
-            denoise_config=cfg,
-            beta=counts["beta"],
-            denoise_ready=counts["ready"],
-            labels_changed=changed,
-            labels_updated=counts["updated"],
-            changed_to=dict(zip(classes, counts["changed_to"])),
-            denoise_end_epoch=_json_safe(end_info),
-        )
-        trainer = {
-            "epoch": epoch,
-            "num_epochs": opts.num_epochs,
-            "step": step,
-            "steps_per_epoch": steps_per_epoch,
-            "updates_per_epoch": updates_per_epoch,
-            "total_updates": total_updates,
-            "classes": classes,
-            "options": _json_safe(dataclasses.asdict(opts)),
-            "denoise_config": cfg,
-            "labels_sha256": labels_sha_out,
-            "labels_changed": changed,
-            "target_spans": int(len(spans_t)),
-            "inputs": {"source_sentences": str(source_sentences), "source_spans": str(source_spans), "target_sentences": str(target_sentences),
-                       "target_spans": str(target_spans), "labels_in": str(labels_in), "backbone": str(backbone),
-                       "state_in": str(state_in) if state_in else None},
-        }
-        summary = {
-            **trainer,
-            "last": last,
-            "denoise_end_epoch": _json_safe(end_info),
-            "seconds": time.perf_counter() - started,
-            "device": describe_device(device),
-            "torch": torch.__version__,
-        }
-        write_parquet(frame, labels_out, metadata=meta)
-        save_state(state_out, model, tokenizer, optimizer, scheduler, denoiser, generators, trainer, summary)
-        if model_out is not None:
-            with atomic_dir(model_out) as tmp:
-                save_model_dir(tmp, model, tokenizer, summary)
-    log.info("epoch %d/%d done: update %d, %d of %d pseudo labels changed (argmax), %.0f s", epoch, opts.num_epochs, step, changed, len(labels), summary["seconds"])
-    return summary
+        tally.update_log.close()
+        end_info = tally.end_epoch(run.denoiser, run.generators["bank"], device) if run.denoiser is not None else {}
+        return write_epoch_outputs(files, inputs, run, epoch, opts, denoise_options, tally, initial_argmax, end_info, time.perf_counter() - started, device)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -616,31 +606,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--train-log", type=Path, help="JSONL training log to write (one line per optimizer update)")
     parser.add_argument("--log", type=Path, help="also log to this file")
     add_options(parser, TargetTrainingOptions, "training options")
-    add_options(parser, DenoiseConfig, "denoising options (glode.denoise.DenoiseConfig)")
+    add_options(parser, DenoiseOptions, "denoising options (glode.denoise.DenoiseOptions)")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     setup_logging(args.log)
-    train_target_epoch(
-        epoch=args.epoch,
-        source_sentences=args.source_sentences,
-        source_spans=args.source_spans,
-        target_sentences=args.target_sentences,
-        target_spans=args.target_spans,
-        labels_in=args.labels_in,
-        backbone=args.backbone,
-        entity_types=args.entity_types,
-        state_in=args.state_in,
-        state_out=args.state_out,
-        labels_out=args.labels_out,
-        model_out=args.model_out,
-        train_log=args.train_log,
-        opts=options_from_args(TargetTrainingOptions, args),
-        denoise_config=options_from_args(DenoiseConfig, args),
-        init_model=args.init_model,
-    )
+    files = TargetFiles(**{field.name: getattr(args, field.name) for field in dataclasses.fields(TargetFiles)})
+    train_target_epoch(files, args.epoch, options_from_args(TargetTrainingOptions, args), options_from_args(DenoiseOptions, args), args.entity_types)
     return 0
 
 

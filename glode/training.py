@@ -1,37 +1,53 @@
-"""Pieces shared by the training stages (`glode train-source`, `glode train-target`).
+"""What both training stages (`glode train-source`, `glode train-target`) share.
 
-* the optimiser and its schedule: AdamW with decay on weight matrices only (HF grouping), linear
+* the settings (`TrainingOptions`, which each stage's options extend) and the class list
+  (`resolve_classes`);
+* the run's random streams, all derived from its one seed (`sampler_seed`, `stream_generator`);
+* the model: built on the backbone or loaded, frozen where configured, on its device
+  (`build_span_model`), and saved as a complete Hugging Face directory (`save_model_dir`);
+* the optimizer and its schedule: AdamW with decay on weight matrices only (HF grouping), linear
   warm-up then linear decay, counted in optimizer updates (`build_optimizer`, `build_scheduler`,
   `optimizer_update`);
-* gradient accumulation bookkeeping: how many batches the current update gathers and the running
-  (already averaged) loss terms of that update (`accumulation_group_size`, `UpdateGroup`);
+* gradient accumulation bookkeeping and the per-update log: how many batches the current update
+  gathers, the running (already averaged) loss terms of that update, and the JSONL record and
+  progress bar it produces (`accumulation_group_size`, `UpdateGroup`, `UpdateLog`);
 * the MLM term of one batch of target sentences (Eq. 2, `masked_lm_step`);
-* the supervised contrastive loss of the `supcon` auxiliary task (`supervised_contrastive_loss`);
 * capturing and restoring every random state of a run, for exact resumption (`capture_rng_state`,
-  `restore_rng_state`);
-* the settings both stages share (`TrainingOptions`), which each stage's options extend.
+  `restore_rng_state`).
+
+The losses themselves (Eqs. 1-5) are in glode.objectives.
 """
 
 from __future__ import annotations
 
+import json
+import logging
+import os
 import random
+import sys
 import time
 from dataclasses import dataclass
-from typing import Mapping
+from pathlib import Path
+from typing import IO, Mapping, Sequence
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from glode.batching import move_batch
-from glode.device import autocast
-from glode.model import MLM_NORMALISATIONS, SpanModel, mask_tokens, masked_lm_loss
+from glode.data import class_names
+from glode.device import autocast, make_generator
+from glode.io import GlodeInputError, read_parquet_metadata, write_json
+from glode.model import SpanModel
+from glode.objectives import MLM_NORMALISATIONS, mask_tokens, masked_lm_loss
 from glode.options import option
+from glode.spans import SpanSettings
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
 class TrainingOptions:
-    """Optimisation and model settings of both training stages (paper 4.1 and the authors' runs)."""
+    """Optimization and model settings of both training stages (paper 4.1 and the authors' runs)."""
 
     batch_size: int = option(8, "sentences per source batch and per target batch")
     grad_accumulation: int = option(4, "batches per optimizer update (8 x 4 = the paper's 32)")
@@ -49,8 +65,6 @@ class TrainingOptions:
     mlm_normalisation: str = option("masked", "Eq. 2 averaging: 'masked' (authors: mean over masked tokens) or 'tokens' (paper: 1/|X'| per sentence)")
     train_projection: bool = option(False, "let gradients reach the 128-d projection head (authors: never trained)")
     seed: int = option(1, "seed of everything random in the run")
-    max_seq_len: int = option(128, "encoder window in subwords (must match the spans files)")
-    max_span_len: int = option(4, "longest span in words (must match the spans files)")
     freeze_word_embeddings: bool = option(False, "CPU demo: freeze the word embeddings (and the tied MLM decoder)")
     train_top_layers: int = option(0, "CPU demo: train only the encoder's top N layers (0 = all)")
     encoder_layers: int = option(0, "CPU demo: keep only the backbone's bottom N layers (0 = all); a model built on the backbone, not one resumed")
@@ -66,7 +80,71 @@ class TrainingOptions:
             raise ValueError("--mask-rate must be in [0, 1]")
 
 
-# -- optimisation ------------------------------------------------------------------------------
+# -- classes and random streams ----------------------------------------------------------------
+
+
+def resolve_classes(source_sentences: os.PathLike | str, entity_types: Sequence[str] | None) -> list[str]:
+    """The span classifier's classes: O, then `entity_types` or, without them, the source file's."""
+    entity_types = list(entity_types or read_parquet_metadata(source_sentences).get("entity_types") or [])
+    if not entity_types:
+        raise GlodeInputError(source_sentences, "no entity types given (--entity-types) and none in the file's metadata")
+    return class_names(entity_types)
+
+
+def sampler_seed(seed: int, stream: int) -> int:
+    """The integer seed of a batch sampler (glode.batching.LengthBucketBatchSampler, which draws
+    each pass's order from (seed, pass)). A rule of its own beside `stream_generator`'s: the
+    samplers have always been seeded this way, and changing it would reorder every run's batches."""
+    return seed * 1000 + stream
+
+
+def stream_generator(seed: int, stream: int) -> torch.Generator:
+    """The CPU generator of one of the run's random streams (masks, subsamples, supcon, bank),
+    independent of how many numbers the model's dropout drew before."""
+    return make_generator(seed, stream)
+
+
+# -- the model ---------------------------------------------------------------------------------
+
+
+def build_span_model(
+    opts: "TrainingOptions",
+    classes: list[str],
+    span_settings: SpanSettings,
+    device: torch.device,
+    *,
+    backbone: str | None = None,
+    load_from: Path | None = None,
+    train_projection: bool = False,
+) -> SpanModel:
+    """The span model in training mode on `device`, frozen where `opts` says: built on the
+    pretrained `backbone`, or loaded from the span model directory `load_from` (a source model or
+    a saved state), whose classes and span width must fit the data."""
+    if load_from is None:
+        model = SpanModel.from_backbone(
+            backbone, classes, encoder_layers=opts.encoder_layers, dropout=opts.dropout,
+            max_span_len=span_settings.max_span_len, train_projection=train_projection,
+        )  # fmt: skip
+    else:
+        model = SpanModel.from_pretrained(str(load_from))
+        if list(model.classes) != list(classes):
+            raise GlodeInputError(load_from, f"has classes {model.classes}, the data {classes}")
+        if model.config.max_span_len < span_settings.max_span_len:
+            raise GlodeInputError(load_from, f"handles spans of up to {model.config.max_span_len} words, the spans files have {span_settings.max_span_len}")
+        model.config.train_projection = train_projection
+        model.projection.requires_grad_(train_projection)
+    model.freeze_encoder_parts(opts.freeze_word_embeddings, opts.train_top_layers)
+    return model.to(device).train()
+
+
+def save_model_dir(out: Path, model: SpanModel, tokenizer, summary: dict) -> None:
+    """A complete Hugging Face model directory: weights, config, tokenizer, glode_training.json."""
+    model.save_pretrained(str(out))
+    tokenizer.save_pretrained(str(out))
+    write_json(summary, Path(out) / "glode_training.json")
+
+
+# -- optimization ------------------------------------------------------------------------------
 
 
 def build_optimizer(
@@ -127,7 +205,34 @@ class UpdateGroup:
         return self.sentences / elapsed if elapsed > 0 else None
 
 
-# -- auxiliary losses --------------------------------------------------------------------------
+def update_record(step: int, epoch: int, group: UpdateGroup, lr: float, losses: Mapping[str, float | None]) -> dict:
+    """The JSONL record of one optimizer update: step, epoch, the loss terms, lr, sentences per second."""
+    return {"step": step, "epoch": epoch, **losses, "lr": lr, "sentences_per_s": group.sentences_per_s()}
+
+
+class UpdateLog:
+    """Where a training stage reports its updates: one JSON line each in `file` (already open;
+    the caller renames it into place with its other outputs) and a progress bar on a terminal."""
+
+    def __init__(self, file: IO[str] | None, total: int, desc: str, progress: bool | None = None):
+        from tqdm.auto import tqdm
+
+        self.file = file
+        self.bar = tqdm(total=total, desc=desc, unit="update", disable=not (sys.stderr.isatty() if progress is None else progress))
+        self.last: dict = {}
+
+    def write(self, record: dict, **postfix) -> None:
+        self.last = record
+        if self.file is not None:
+            self.file.write(json.dumps(record) + "\n")
+        self.bar.update(1)
+        self.bar.set_postfix(**postfix)
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+# -- the MLM term --------------------------------------------------------------------------------
 
 
 def special_token_ids(tokenizer) -> list[int]:
@@ -156,32 +261,6 @@ def masked_lm_step(
         logits = model.masked_lm_logits(masked_ids, batch["attention_mask"], mask)
     token_sentence = mask.nonzero(as_tuple=True)[0]
     return masked_lm_loss(logits, batch["input_ids"][mask], token_sentence, batch["n_maskable"], normalisation)
-
-
-def supervised_contrastive_loss(z: torch.Tensor, labels: torch.Tensor, temperature: float = 0.1) -> torch.Tensor:
-    """Supervised contrastive loss (Khosla et al. 2020, the L_out form), the `supcon` auxiliary task
-    of GLoDe_agnostic (paper Table 4), which replaces the MLM term of Eq. 5:
-
-        L = mean over anchors i with a positive of  -1/|P(i)| sum_{p in P(i)} log( exp(z_i.z_p / tau) / sum_{a != i} exp(z_i.z_a / tau) )
-
-    z [N, D] is L2-normalised here; P(i) = the other spans with i's label. Anchors without any
-    positive are left out; returns 0 (with a graph) when there is none.
-    """
-    z = F.normalize(z.float(), dim=1)
-    n = z.shape[0]
-    labels = labels.long()
-    self_mask = torch.eye(n, dtype=torch.bool, device=z.device)
-    # a large finite negative instead of -inf: a row with no other span would otherwise give
-    # NaN gradients through the log-sum-exp
-    logits = (z @ z.T / temperature).masked_fill(self_mask, -1e4)
-    log_prob = logits - torch.logsumexp(logits, dim=1, keepdim=True)
-    positives = (labels[:, None] == labels[None, :]) & ~self_mask
-    n_positives = positives.sum(dim=1)
-    anchors = n_positives > 0
-    if not bool(anchors.any()):
-        return z.sum() * 0.0
-    per_anchor = -(log_prob * positives).sum(dim=1)[anchors] / n_positives[anchors]
-    return per_anchor.mean()
 
 
 # -- random states -----------------------------------------------------------------------------
@@ -226,17 +305,3 @@ def _as_tuple(value):
     if isinstance(value, (list, tuple)):
         return tuple(_as_tuple(v) for v in value)
     return value
-
-
-def source_objective(loss_src: torch.Tensor, loss_mlm: torch.Tensor, mlm_weight: float) -> torch.Tensor:
-    """Eq. 3: the source model's loss L_S = L_src + w * L_mlm."""
-    return loss_src + mlm_weight * loss_mlm
-
-
-def target_objective(loss_src: torch.Tensor, loss_tgt: torch.Tensor, loss_aux: torch.Tensor, aux_weight: float) -> torch.Tensor:
-    """Eq. 5: the target model's loss L_T = L_src + L_tgt + w * L_mlm.
-
-    `loss_aux` is L_mlm for GLoDe; for GLoDe_agnostic (Table 4) it is the supervised contrastive
-    loss that replaces it, and zero for the ablation "w/o mlm".
-    """
-    return loss_src + loss_tgt + aux_weight * loss_aux

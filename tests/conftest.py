@@ -1,10 +1,15 @@
-"""Shared fixtures: the project's paths, the real data root and a tiny random backbone."""
+"""Shared fixtures: the project's paths, the real data root and a tiny random backbone; and the
+tiny synthetic CoNLL-like data that the pipeline tests write (`from conftest import ...`).
+"""
 
 from __future__ import annotations
 
+import json
 import os
+import random
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -53,23 +58,65 @@ def offline_backbone() -> Path:
 @pytest.fixture(scope="session")
 def tiny_backbone(tmp_path_factory) -> Path:
     """A randomly initialised 2-layer BERT with the real XLM-R tokenizer: fast, and shaped like e5."""
-    import torch
-    from transformers import BertConfig, BertModel
+    from glode.testing import build_tiny_backbone
 
-    from glode.tokenizer import save_offline_tokenizer
+    return build_tiny_backbone(tmp_path_factory.mktemp("tiny_backbone"))
 
-    out = tmp_path_factory.mktemp("tiny_backbone")
-    torch.manual_seed(0)
-    config = BertConfig(
-        vocab_size=250037,
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=64,
-        max_position_embeddings=512,
-        type_vocab_size=1,
-        pad_token_id=1,
-    )
-    BertModel(config, add_pooling_layer=False).save_pretrained(out)
-    save_offline_tokenizer(out)
-    return out
+
+# Tiny synthetic CoNLL-like data (tests/test_source_pipeline.py, tests/test_train_target.py).
+
+ENTITY_TYPES = ["PER", "LOC", "ORG", "MISC"]
+CLASSES = ["O", *ENTITY_TYPES]
+
+_NAMES = {
+    "PER": [["John", "Smith"], ["Maria"], ["Angela", "Merkel"], ["Pedro", "de", "la", "Rosa"]],
+    "LOC": [["Berlin"], ["New", "York"], ["Madrid"], ["Amsterdam"]],
+    "ORG": [["EU"], ["Real", "Madrid"], ["United", "Nations"], ["Siemens"]],
+    "MISC": [["German"], ["Dutch"], ["World", "Cup"]],
+}
+_FILLER = ["said", "on", "Monday", "that", "the", "visit", "to", "was", "a", "success", "in", "1996", "and", "talks", "with"]
+
+
+def synthetic_sentences(n: int, seed: int, lang_suffix: str = "") -> pd.DataFrame:
+    """n random sentences of filler words and 1-2 entities, with BIO tags."""
+    rng = random.Random(seed)
+    rows = []
+    for sent_id in range(n):
+        tokens, tags = [], []
+        for _ in range(rng.randint(1, 2)):
+            tokens += [w + lang_suffix for w in rng.sample(_FILLER, rng.randint(1, 4))]
+            tags += ["O"] * (len(tokens) - len(tags))
+            etype = rng.choice(ENTITY_TYPES)
+            words = rng.choice(_NAMES[etype])
+            tokens += words
+            tags += [f"B-{etype}"] + [f"I-{etype}"] * (len(words) - 1)
+        tokens.append(".")
+        tags.append("O")
+        rows.append({"sent_id": sent_id, "line": 1 + sent_id * 20, "tokens": tokens, "tags": tags})
+    return pd.DataFrame(rows)
+
+
+def write_sentences(df: pd.DataFrame, path, lang: str, split: str, role: str, labeled: bool) -> None:
+    import pyarrow as pa
+
+    from glode.io import write_parquet
+
+    columns = {
+        "sent_id": pa.array(df["sent_id"], pa.int64()),
+        "line": pa.array(df["line"], pa.int64()),
+        "tokens": pa.array(df["tokens"].tolist(), pa.list_(pa.string())),
+    }
+    if labeled:
+        columns["tags"] = pa.array(df["tags"].tolist(), pa.list_(pa.string()))
+    meta = dict(dataset="synthetic", lang=lang, split=split, role=role, entity_types=ENTITY_TYPES, labeled=labeled, scheme="BIO", encoding="utf-8")
+    write_parquet(pa.table(columns), path, metadata=meta)
+
+
+def write_spans(df: pd.DataFrame, path, tokenizer, labeled: bool) -> None:
+    from glode.io import write_parquet
+    from glode.spans import build_span_table
+
+    source = df if labeled else df.drop(columns=["tags"])
+    table, stats = build_span_table(source, tokenizer, max_span_len=4, max_seq_len=128)
+    write_parquet(table, path, metadata={**stats, "entity_types": ENTITY_TYPES, "labeled": labeled})
+    (path.parent / (path.stem + ".stats.json")).write_text(json.dumps(stats))

@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from glode.denoise import (
-    DenoiseConfig,
+    DenoiseOptions,
     Denoiser,
     NeighbourBank,
     beta_schedule,
@@ -234,7 +234,7 @@ def _run_epochs(denoiser: Denoiser, epochs: range, num_epochs: int):
 
 
 def test_denoiser_timing_and_updates():
-    config = DenoiseConfig(k=10, bank_o_fraction=0.5)
+    config = DenoiseOptions(k=10, bank_o_fraction=0.5)
     denoiser = Denoiser(3, dim=8, config=config)
     results = _run_epochs(denoiser, range(4), 4)
     assert [info["ready"] for _, info in results] == [False, False, True, True]
@@ -245,7 +245,7 @@ def test_denoiser_timing_and_updates():
 
 @pytest.mark.parametrize("use_global,use_local", [(True, False), (False, True), (False, False)])
 def test_denoiser_single_level_and_disabled(use_global, use_local):
-    config = DenoiseConfig(k=10, use_global=use_global, use_local=use_local)
+    config = DenoiseOptions(k=10, use_global=use_global, use_local=use_local)
     denoiser = Denoiser(3, dim=8, config=config)
     results = _run_epochs(denoiser, range(3), 3)
     p_new, info = results[2]
@@ -258,7 +258,7 @@ def test_denoiser_single_level_and_disabled(use_global, use_local):
 
 
 def test_denoiser_state_dict_round_trip(tmp_path):
-    config = DenoiseConfig(k=10, bank_o_fraction=0.5)
+    config = DenoiseOptions(k=10, bank_o_fraction=0.5)
     first = Denoiser(3, dim=8, config=config)
     _run_epochs(first, range(2), 4)
     torch.save(first.state_dict(), tmp_path / "denoiser.pt")
@@ -301,7 +301,7 @@ def test_gpu_matches_cpu():
 
 @pytest.mark.gpu
 def test_gpu_denoiser_runs_on_device():
-    config = DenoiseConfig(k=10)
+    config = DenoiseOptions(k=10)
     denoiser = Denoiser(3, dim=8, config=config, device="cuda")
     for epoch in range(3):
         z_t, p_t, z_s, y_s = (t.cuda() for t in _toy_epoch(epoch))

@@ -7,16 +7,8 @@ import math
 import pytest
 import torch
 
-from glode.model import (
-    MORPH_PAD,
-    SpanModel,
-    mask_tokens,
-    masked_lm_loss,
-    per_sentence_mean,
-    soft_span_cross_entropy,
-    span_cross_entropy,
-    subword_width_bucket,
-)
+from glode.model import MORPH_PAD, SpanModel, subword_width_bucket
+from glode.objectives import mask_tokens, masked_lm_loss, per_sentence_mean, soft_span_cross_entropy, span_cross_entropy
 
 CLASSES = ["O", "PER", "LOC", "ORG", "MISC"]
 HIDDEN = 32  # tiny_backbone

@@ -7,66 +7,14 @@ the stages fit together through the files of docs/data-formats.md.
 from __future__ import annotations
 
 import json
-import random
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
 import pytest
 import torch
+from conftest import CLASSES, ENTITY_TYPES, synthetic_sentences, write_sentences, write_spans
 
 from glode.io import read_parquet_metadata, write_parquet
-
-ENTITY_TYPES = ["PER", "LOC", "ORG", "MISC"]
-CLASSES = ["O", *ENTITY_TYPES]
-
-_NAMES = {
-    "PER": [["John", "Smith"], ["Maria"], ["Angela", "Merkel"], ["Pedro", "de", "la", "Rosa"]],
-    "LOC": [["Berlin"], ["New", "York"], ["Madrid"], ["Amsterdam"]],
-    "ORG": [["EU"], ["Real", "Madrid"], ["United", "Nations"], ["Siemens"]],
-    "MISC": [["German"], ["Dutch"], ["World", "Cup"]],
-}
-_FILLER = ["said", "on", "Monday", "that", "the", "visit", "to", "was", "a", "success", "in", "1996", "and", "talks", "with"]
-
-
-def synthetic_sentences(n: int, seed: int, lang_suffix: str = "") -> pd.DataFrame:
-    """n random sentences of filler words and 1-2 entities, with BIO tags."""
-    rng = random.Random(seed)
-    rows = []
-    for sent_id in range(n):
-        tokens, tags = [], []
-        for _ in range(rng.randint(1, 2)):
-            tokens += [w + lang_suffix for w in rng.sample(_FILLER, rng.randint(1, 4))]
-            tags += ["O"] * (len(tokens) - len(tags))
-            etype = rng.choice(ENTITY_TYPES)
-            words = rng.choice(_NAMES[etype])
-            tokens += words
-            tags += [f"B-{etype}"] + [f"I-{etype}"] * (len(words) - 1)
-        tokens.append(".")
-        tags.append("O")
-        rows.append({"sent_id": sent_id, "line": 1 + sent_id * 20, "tokens": tokens, "tags": tags})
-    return pd.DataFrame(rows)
-
-
-def write_sentences(df: pd.DataFrame, path, lang: str, split: str, role: str, labeled: bool) -> None:
-    columns = {
-        "sent_id": pa.array(df["sent_id"], pa.int64()),
-        "line": pa.array(df["line"], pa.int64()),
-        "tokens": pa.array(df["tokens"].tolist(), pa.list_(pa.string())),
-    }
-    if labeled:
-        columns["tags"] = pa.array(df["tags"].tolist(), pa.list_(pa.string()))
-    meta = dict(dataset="synthetic", lang=lang, split=split, role=role, entity_types=ENTITY_TYPES, labeled=labeled, scheme="BIO", encoding="utf-8")
-    write_parquet(pa.table(columns), path, metadata=meta)
-
-
-def write_spans(df: pd.DataFrame, path, tokenizer, labeled: bool) -> None:
-    from glode.spans import build_span_table
-
-    source = df if labeled else df.drop(columns=["tags"])
-    table, stats = build_span_table(source, tokenizer, max_span_len=4, max_seq_len=128)
-    write_parquet(table, path, metadata={**stats, "entity_types": ENTITY_TYPES, "labeled": labeled})
-    (path.parent / (path.stem + ".stats.json")).write_text(json.dumps(stats))
 
 
 @pytest.fixture(scope="module")
@@ -182,9 +130,32 @@ def test_pseudo_label_refuses_spans_of_another_window(synthetic_data, source_mod
     from glode import pseudo_label
     from glode.io import GlodeInputError
 
+    from glode.batching import read_spans
+    from glode.io import read_parquet_metadata
+
     d, (model_dir, _) = synthetic_data, source_model
+    # the same rows, but metadata that says they were enumerated for a 6-subword window
+    spans_path = tmp_path / "narrow.spans.parquet"
+    write_parquet(read_spans(d / "xx_test.spans.parquet"), spans_path, metadata={**read_parquet_metadata(d / "xx_test.spans.parquet"), "max_seq_len": 6})
     with pytest.raises(GlodeInputError, match="outside the encoder window"):
-        pseudo_label.main(["--model", str(model_dir), "--sentences", str(d / "xx_test.parquet"), "--spans", str(d / "xx_test.spans.parquet"), "--out", str(tmp_path / "p.parquet"), "--max-seq-len", "6", "--device", "cpu"])
+        pseudo_label.main(["--model", str(model_dir), "--sentences", str(d / "xx_test.parquet"), "--spans", str(spans_path), "--out", str(tmp_path / "p.parquet"), "--device", "cpu"])
+    assert not (tmp_path / "p.parquet").exists()
+
+
+def test_pseudo_label_refuses_spans_longer_than_the_model_handles(synthetic_data, source_model, tmp_path):
+    """Spans enumerated up to more words than the model was trained for: a clear error naming the file."""
+    from glode import pseudo_label
+    from glode.io import GlodeInputError
+    from glode.model import load_tokenizer
+    from glode.spans import build_span_table
+
+    d, (model_dir, _) = synthetic_data, source_model
+    sentences = pd.read_parquet(d / "xx_test.parquet")
+    table, stats = build_span_table(sentences, load_tokenizer(model_dir), max_span_len=6, max_seq_len=128)
+    spans_path = tmp_path / "wide.spans.parquet"
+    write_parquet(table, spans_path, metadata=stats)
+    with pytest.raises(GlodeInputError, match="wide.spans.parquet.*up to 6 words.*trained for 4"):
+        pseudo_label.main(["--model", str(model_dir), "--sentences", str(d / "xx_test.parquet"), "--spans", str(spans_path), "--out", str(tmp_path / "p.parquet"), "--device", "cpu"])
     assert not (tmp_path / "p.parquet").exists()
 
 

@@ -84,3 +84,20 @@ def test_unlabeled_split_has_null_labels(tokenizer):
     table, stats = build_span_table(sentences, tokenizer)
     assert table["label"].isna().all()
     assert stats["gold_entities"] is None
+
+
+def test_span_settings_come_from_the_spans_files_and_must_agree(tmp_path):
+    """Training and prediction take max_span_len / max_seq_len from the spans files' metadata only."""
+    from glode.io import GlodeInputError, write_parquet
+    from glode.spans import SpanSettings, read_span_settings
+
+    table = pd.DataFrame({"sent_id": [0], "start": [0], "end": [0]})
+    write_parquet(table, tmp_path / "a.parquet", metadata={"max_span_len": 4, "max_seq_len": 128})
+    write_parquet(table, tmp_path / "b.parquet", metadata={"max_span_len": 4, "max_seq_len": 128})
+    write_parquet(table, tmp_path / "wide.parquet", metadata={"max_span_len": 6, "max_seq_len": 128})
+    write_parquet(table, tmp_path / "bare.parquet", metadata={"lang": "xx"})
+    assert read_span_settings(tmp_path / "a.parquet", tmp_path / "b.parquet") == SpanSettings(max_span_len=4, max_seq_len=128)
+    with pytest.raises(GlodeInputError, match=r"wide\.parquet.*max_span_len=6.*a\.parquet.*max_span_len=4"):
+        read_span_settings(tmp_path / "a.parquet", tmp_path / "wide.parquet")
+    with pytest.raises(GlodeInputError, match=r"bare\.parquet.*no max_span_len or max_seq_len"):
+        read_span_settings(tmp_path / "bare.parquet")

@@ -14,8 +14,8 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from conftest import CLASSES, synthetic_sentences, write_sentences, write_spans
 from safetensors.torch import load_file
-from test_source_pipeline import CLASSES, synthetic_sentences, write_sentences, write_spans
 
 from glode.io import GlodeInputError, read_parquet_metadata, write_parquet
 from glode.pseudo_label import predictions_frame
@@ -228,11 +228,29 @@ def test_mismatched_labels_are_refused_before_anything_is_written(data, tiny_bac
     assert list(out.iterdir()) == []
 
 
+def test_source_and_target_spans_of_different_settings_are_refused(data, tiny_backbone, tmp_path):
+    """max_span_len comes from the spans files only, and source and target must agree on it."""
+    from glode.batching import read_spans
+
+    wide = tmp_path / "wide"
+    wide.mkdir()
+    for name in ("en.parquet", "xx.parquet", "labels0.parquet"):
+        shutil.copy(data / name, wide / name)
+    meta = read_parquet_metadata(data / "xx.spans.parquet")
+    write_parquet(read_spans(data / "xx.spans.parquet"), wide / "xx.spans.parquet", metadata={**meta, "max_span_len": 6})
+    shutil.copy(data / "en.spans.parquet", wide / "en.spans.parquet")
+    out = tmp_path / "out"
+    out.mkdir()
+    with pytest.raises(GlodeInputError, match=r"xx\.spans\.parquet.*max_span_len=6.*en\.spans\.parquet.*max_span_len=4"):
+        run_epoch(wide, tiny_backbone, out, 0, 2)
+    assert list(out.iterdir()) == []
+
+
 # -- pieces ------------------------------------------------------------------------------------
 
 
 def test_supervised_contrastive_loss_matches_a_loop():
-    from glode.training import supervised_contrastive_loss
+    from glode.objectives import supervised_contrastive_loss
 
     g = torch.Generator().manual_seed(0)
     z = torch.nn.functional.normalize(torch.randn(9, 6, generator=g), dim=1)
@@ -278,7 +296,7 @@ def test_source_batches_cycle_statelessly_across_epochs():
 def test_objectives_eq3_eq5_hand_computed():
     import torch
 
-    from glode.training import source_objective, target_objective
+    from glode.objectives import source_objective, target_objective
 
     # Eq. 3: 0.7 + 1e-3 * 5.0 = 0.705 ; Eq. 5: 0.7 + 0.4 + 1e-3 * 5.0 = 1.105
     assert source_objective(torch.tensor(0.7), torch.tensor(5.0), 1e-3).item() == pytest.approx(0.705)

@@ -1,6 +1,11 @@
 # Helpers shared by the rules: config lookups and the lists of files each target needs.
 from pathlib import Path
 
+# The metrics file of one evaluation: the output pattern of rule `evaluate`, and (through
+# `metrics_file`) every list of metrics files that a target or a table asks for.
+METRICS_PATTERN = "results/eval/{dataset}/{lang}/{system}/seed{seed}/metrics.json"
+SOURCE_SYSTEMS = ("source-plain", "source-mlm")
+
 
 def is_offline_backbone():
     return Path(config["backbone"]) == Path(config["offline_backbone"])
@@ -34,23 +39,39 @@ def target_languages_regex():
     return "|".join(sorted(langs)) or "(?!)"
 
 
-def all_sentence_files():
+def sentences_file(dataset, lang, split):
+    return f"results/data/{dataset}/{lang}/{split}.parquet"
+
+
+def spans_file(dataset, lang, split):
+    return f"results/spans/{dataset}/{lang}/{split}.parquet"
+
+
+def prediction_file(dataset, lang, system, seed, split):
+    return f"results/predictions/{dataset}/{lang}/{system}/seed{seed}/{split}.parquet"
+
+
+def metrics_file(dataset, lang, system, seed):
+    return METRICS_PATTERN.format(dataset=dataset, lang=lang, system=system, seed=seed)
+
+
+def per_language_files(path, splits):
+    """`path(dataset, lang, split)` for every language of every dataset and the given splits."""
     return [
-        f"results/data/{dataset}/{lang}/{split}.parquet"
+        path(dataset, lang, split)
         for dataset in config["datasets"]
         for lang in languages(dataset)
-        for split in ("train", "dev", "test")
+        for split in splits
     ]
+
+
+def all_sentence_files():
+    return per_language_files(sentences_file, ("train", "dev", "test"))
 
 
 def all_span_files():
     """Spans of the splits that models train on or are scored on (dev is unused: no model selection)."""
-    return [
-        f"results/spans/{dataset}/{lang}/{split}.parquet"
-        for dataset in config["datasets"]
-        for lang in languages(dataset)
-        for split in ("train", "test")
-    ]
+    return per_language_files(spans_file, ("train", "test"))
 
 
 def sample_flags():
@@ -86,16 +107,29 @@ def source_kind_target(kind):
     return None if kind == "plain" else kind.removeprefix("mlm-")
 
 
-def source_training_inputs(wildcards):
-    dataset, src = wildcards.dataset, source_lang(wildcards.dataset)
-    inputs = {
-        "source_sentences": f"results/data/{dataset}/{src}/train.parquet",
-        "source_spans": f"results/spans/{dataset}/{src}/train.parquet",
-        "backbone": backbone_inputs(),
+def source_train_data(dataset):
+    """The labeled source-language train split (sentences and spans) that every training reads."""
+    src = source_lang(dataset)
+    return {
+        "source_sentences": sentences_file(dataset, src, "train"),
+        "source_spans": spans_file(dataset, src, "train"),
     }
+
+
+def training_run_settings(settings, mlm_lang, seed):
+    """Add what both training stages set per run: the MLM language's weight override, the seed."""
+    if mlm_lang in config.get("mlm_weight_by_lang", {}):
+        settings["mlm_weight"] = config["mlm_weight_by_lang"][mlm_lang]
+    settings["seed"] = int(seed)
+    return settings
+
+
+def source_training_inputs(wildcards):
+    dataset = wildcards.dataset
+    inputs = {**source_train_data(dataset), "backbone": backbone_inputs()}
     target = source_kind_target(wildcards.kind)
     if target:
-        inputs["target_sentences"] = f"results/data/{dataset}/{target}/train.parquet"
+        inputs["target_sentences"] = sentences_file(dataset, target, "train")
     return inputs
 
 
@@ -103,12 +137,7 @@ def source_training_flags(wildcards):
     settings = dict(config["source"])
     target = source_kind_target(wildcards.kind)
     settings["use_mlm"] = target is not None
-    if target in config.get("mlm_weight_by_lang", {}):
-        settings["mlm_weight"] = config["mlm_weight_by_lang"][target]
-    settings["seed"] = int(wildcards.seed)
-    settings["max_span_len"] = config["spans"]["max_span_len"]
-    settings["max_seq_len"] = config["spans"]["max_seq_len"]
-    return cli_flags(settings)
+    return cli_flags(training_run_settings(settings, target, wildcards.seed))
 
 
 def target_sentences_flag(wildcards, input):
@@ -119,13 +148,17 @@ def target_sentences_flag(wildcards, input):
     )
 
 
+def source_model(dataset, lang, system, seed):
+    """The model behind a source system for a target language: `plain`, or `mlm-<lang>`."""
+    kind = "plain" if system == "source-plain" else f"mlm-{lang}"
+    return f"results/source/{dataset}/{kind}/seed{seed}/model"
+
+
 def system_model(wildcards):
     """The model directory behind a system name of the results tree."""
     d, lang, seed = wildcards.dataset, wildcards.lang, wildcards.seed
-    if wildcards.system == "source-plain":
-        return f"results/source/{d}/plain/seed{seed}/model"
-    if wildcards.system == "source-mlm":
-        return f"results/source/{d}/mlm-{lang}/seed{seed}/model"
+    if wildcards.system in SOURCE_SYSTEMS:
+        return source_model(d, lang, wildcards.system, seed)
     variant = wildcards.system.removeprefix("target-")
     return f"results/target/{d}/{lang}/{variant}/seed{seed}/model"
 
@@ -143,23 +176,24 @@ def target_pairs():
     ]
 
 
-def source_evaluation_files():
+def source_runs():
+    """(dataset, lang, system, seed) of every source model applied to a target language."""
     return [
-        f"results/eval/{d}/{lang}/{system}/seed{seed}/metrics.json"
+        (d, lang, system, seed)
         for d, lang in target_pairs()
-        for system in ("source-plain", "source-mlm")
+        for system in SOURCE_SYSTEMS
         for seed in config["seeds"]
     ]
+
+
+def source_evaluation_files():
+    """The source models' test metrics on the target languages (also Figure 4's input)."""
+    return [metrics_file(*run) for run in source_runs()]
 
 
 def initial_pseudo_label_files():
     """The source models' class distributions over the target train spans (initial pseudo labels)."""
-    return [
-        f"results/predictions/{d}/{lang}/{system}/seed{seed}/train.parquet"
-        for d, lang in target_pairs()
-        for system in ("source-plain", "source-mlm")
-        for seed in config["seeds"]
-    ]
+    return [prediction_file(*run, "train") for run in source_runs()]
 
 
 def variant_settings(variant):
@@ -187,22 +221,17 @@ def target_epoch_inputs(wildcards):
         wildcards.seed,
         int(wildcards.epoch),
     )
-    src = source_lang(d)
     inputs = {
-        "source_sentences": f"results/data/{d}/{src}/train.parquet",
-        "source_spans": f"results/spans/{d}/{src}/train.parquet",
-        "target_sentences": f"results/data/{d}/{lang}/train.parquet",
-        "target_spans": f"results/spans/{d}/{lang}/train.parquet",
+        **source_train_data(d),
+        "target_sentences": sentences_file(d, lang, "train"),
+        "target_spans": spans_file(d, lang, "train"),
         "backbone": backbone_inputs(),
     }
     if epoch == 0:
         initial = variant_settings(wildcards.variant)[2]
-        inputs["labels"] = (
-            f"results/predictions/{d}/{lang}/{initial}/seed{seed}/train.parquet"
-        )
+        inputs["labels"] = prediction_file(d, lang, initial, seed, "train")
         if config.get("target_init", "backbone") == "source":
-            kind = "plain" if initial == "source-plain" else f"mlm-{lang}"
-            inputs["init_model"] = f"results/source/{d}/{kind}/seed{seed}/model"
+            inputs["init_model"] = source_model(d, lang, initial, seed)
     else:
         previous = f"{target_run_dir(wildcards)}/epoch{epoch - 1}"
         inputs["labels"] = f"{previous}/labels.parquet"
@@ -223,11 +252,7 @@ def target_training_flags(wildcards):
     target, denoise, _ = variant_settings(wildcards.variant)
     settings = {k: v for k, v in target.items() if k != "epochs"}
     settings["num_epochs"] = target_epochs(wildcards.lang)
-    if wildcards.lang in config.get("mlm_weight_by_lang", {}):
-        settings["mlm_weight"] = config["mlm_weight_by_lang"][wildcards.lang]
-    settings["seed"] = int(wildcards.seed)
-    settings["max_span_len"] = config["spans"]["max_span_len"]
-    settings["max_seq_len"] = config["spans"]["max_seq_len"]
+    training_run_settings(settings, wildcards.lang, wildcards.seed)
     settings.update(denoise)
     return cli_flags(settings)
 
@@ -255,7 +280,7 @@ def label_quality_files(variants):
 
 def target_evaluation_files(variants):
     return [
-        f"results/eval/{d}/{lang}/target-{variant}/seed{seed}/metrics.json"
+        metrics_file(d, lang, f"target-{variant}", seed)
         for d, lang in target_pairs()
         for variant in variants
         for seed in config["seeds"]
@@ -279,7 +304,7 @@ def table_metrics(wildcards):
     ]
     datasets = TABLE_DATASETS[table] or list(config["datasets"])
     return [
-        f"results/eval/{d}/{lang}/{system}/seed{seed}/metrics.json"
+        metrics_file(d, lang, system, seed)
         for d, lang in target_pairs()
         if d in datasets
         for system in systems
@@ -308,24 +333,12 @@ def figure3_quality_files():
     return label_quality_files(variants)
 
 
-def figure4_metrics():
-    return [
-        f"results/eval/{d}/{lang}/{system}/seed{seed}/metrics.json"
-        for d, lang in target_pairs()
-        for system in ("source-plain", "source-mlm")
-        for seed in config["seeds"]
-    ]
-
-
 def figure4_sentences(which):
     if which == "source":
         return sorted(
-            {
-                f"results/data/{d}/{source_lang(d)}/train.parquet"
-                for d, _ in target_pairs()
-            }
+            {sentences_file(d, source_lang(d), "train") for d, _ in target_pairs()}
         )
-    return [f"results/data/{d}/{lang}/test.parquet" for d, lang in target_pairs()]
+    return [sentences_file(d, lang, "test") for d, lang in target_pairs()]
 
 
 def table_files():

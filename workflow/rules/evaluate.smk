@@ -8,7 +8,7 @@ rule evaluate:
         spans="results/spans/{dataset}/{lang}/test.parquet",
         stats="results/spans/{dataset}/{lang}/test.stats.json",
     output:
-        metrics="results/eval/{dataset}/{lang}/{system}/seed{seed}/metrics.json",
+        metrics=METRICS_PATTERN,
         conll="results/eval/{dataset}/{lang}/{system}/seed{seed}/predictions.conll",
     log:
         "results/logs/evaluate/{dataset}/{lang}/{system}/seed{seed}.log",

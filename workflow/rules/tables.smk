@@ -44,7 +44,7 @@ rule figure3:
 
 rule figure4:
     input:
-        metrics=figure4_metrics(),
+        metrics=source_evaluation_files(),
         source=figure4_sentences("source"),
         target=figure4_sentences("target"),
     output:
