@@ -293,6 +293,11 @@ class SpanCollator:
             "sentence_rows": torch.tensor([it["row"] for it in items], dtype=torch.long),
             "n_maskable": torch.tensor([max(len(it["input_ids"]) - 2, 0) for it in items], dtype=torch.long),
         }
+        if "frozen_hidden" in items[0]:  # cached output of the frozen bottom layers (glode.frozen_states)
+            hidden = np.zeros((len(items), longest, items[0]["frozen_hidden"].shape[1]), dtype=np.float32)
+            for b, it in enumerate(items):
+                hidden[b, : len(it["input_ids"])] = it["frozen_hidden"]
+            batch["frozen_hidden"] = torch.from_numpy(hidden)
         if "span_start" not in items[0]:
             return batch
         counts = [len(it["span_start"]) for it in items]

@@ -14,10 +14,13 @@ STAGES = {
     "prepare": ("glode.prepare", "read the benchmark files, check sha256, write sentence Parquet"),
     "spans": ("glode.spans", "enumerate candidate spans of every sentence to Parquet"),
     "backbone": ("glode.backbone", "build the offline multilingual-e5-small Hugging Face directory"),
+    "frozen-states": ("glode.frozen_states", "the frozen bottom encoder layers' output per sentence, computed once"),
+    "vocab": ("glode.vocab", "the word pieces a corpus uses (the MLM head's corpus vocabulary)"),
     "train-source": ("glode.train_source", "train the source model (Eq. 3: span NER + w * MLM)"),
     "pseudo-label": ("glode.pseudo_label", "write a model's class distribution for every span"),
     "evaluate": ("glode.evaluate", "decode span predictions and score them with seqeval"),
     "train-target": ("glode.train_target", "one epoch of target training with denoising (Eqs. 4-11)"),
+    "train-target-run": ("glode.target_run", "several target epochs and the test predictions in one process"),
     "label-quality": ("glode.label_quality", "F1 of pseudo labels against the hidden gold (analysis only)"),
     "tables": ("glode.tables", "the paper's Tables 1-4 as CSV and Markdown, ours beside the published"),
     "figures": ("glode.figures", "the paper's Figures 3 and 4 as PNG"),
@@ -26,7 +29,7 @@ STAGES = {
 
 def _usage() -> str:
     lines = ["usage: glode <stage> [options]   (glode <stage> --help for a stage's options)", "", "stages:"]
-    lines += [f"  {name:<14} {help_}" for name, (_, help_) in STAGES.items()]
+    lines += [f"  {name:<17} {help_}" for name, (_, help_) in STAGES.items()]
     return "\n".join(lines)
 
 

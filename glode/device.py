@@ -30,17 +30,39 @@ def select_device(spec: str = "auto") -> torch.device:
     return device
 
 
-def use_bf16(device: torch.device) -> bool:
-    """bf16 autocast on CUDA devices that support it; never on the CPU (slow there, and fp32 is the reference)."""
-    return device.type == "cuda" and torch.cuda.is_bf16_supported()
+PRECISIONS = ("auto", "bf16", "fp32")
 
 
-def autocast(device: torch.device, enabled: bool | None = None):
-    """A bf16 autocast context on CUDA (when `enabled`, default `use_bf16(device)`), else a no-op context."""
-    if enabled is None:
-        enabled = use_bf16(device)
-    if enabled and device.type == "cuda":
-        return torch.autocast(device_type="cuda", dtype=torch.bfloat16)
+def cpu_supports_bf16() -> bool:
+    """Whether this CPU computes bf16 natively (AVX512-BF16 or AMX): elsewhere CPU autocast is slow."""
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
+def use_bf16(device: torch.device, precision: str = "auto") -> bool:
+    """bf16 autocast or not: `auto` means on CUDA devices that support it (the paper's mixed
+    precision), never on the CPU (fp32 is the reference there); `bf16` on any device that
+    supports it; `fp32` never."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+    if precision == "fp32":
+        return False
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    if precision == "bf16":
+        if not cpu_supports_bf16():
+            log.warning("precision bf16: this CPU has no native bf16 support; running fp32")
+            return False
+        return True
+    return False
+
+
+def autocast(device: torch.device, precision: str = "auto"):
+    """A bf16 autocast context where `use_bf16(device, precision)`, else a no-op context."""
+    if use_bf16(device, precision):
+        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
     return contextlib.nullcontext()
 
 
@@ -61,7 +83,8 @@ def make_generator(seed: int, offset: int = 0) -> torch.Generator:
     return generator
 
 
-def describe_device(device: torch.device) -> str:
+def describe_device(device: torch.device, precision: str = "auto") -> str:
+    dtype = "bf16 autocast" if use_bf16(device, precision) else "fp32"
     if device.type == "cuda":
-        return f"cuda:{device.index or 0} ({torch.cuda.get_device_name(device)}), bf16 autocast={use_bf16(device)}"
-    return f"cpu ({torch.get_num_threads()} threads), fp32"
+        return f"cuda:{device.index or 0} ({torch.cuda.get_device_name(device)}), {dtype}"
+    return f"cpu ({torch.get_num_threads()} threads), {dtype}"

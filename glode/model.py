@@ -28,7 +28,9 @@ from that stored config, so loading never needs the hub or the original backbone
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import hashlib
 import json
 import logging
 import re
@@ -110,6 +112,87 @@ def build_encoder(encoder_config: dict) -> PreTrainedModel:
         return AutoModel.from_config(config)
 
 
+# Where BERT-style and RoBERTa-style checkpoints keep their MLM head, in MaskedLMHead's names
+# (the decoder weight is the tied word embedding matrix, so it is not read).
+_PRETRAINED_MLM_HEAD_KEYS = {
+    "lm_head.dense.weight": "dense.weight", "lm_head.dense.bias": "dense.bias",
+    "lm_head.layer_norm.weight": "layer_norm.weight", "lm_head.layer_norm.bias": "layer_norm.bias", "lm_head.bias": "bias",
+    "cls.predictions.transform.dense.weight": "dense.weight", "cls.predictions.transform.dense.bias": "dense.bias",
+    "cls.predictions.transform.LayerNorm.weight": "layer_norm.weight", "cls.predictions.transform.LayerNorm.bias": "layer_norm.bias",
+    "cls.predictions.bias": "bias",
+}
+
+
+def _checkpoint_files(backbone: str | Path) -> list[Path]:
+    """The weight files of a backbone directory (or of a cached hub model), safetensors first."""
+    path = Path(backbone)
+    if not path.is_dir():
+        from transformers.utils import cached_file
+
+        found = [cached_file(str(backbone), name, _raise_exceptions_for_missing_entries=False) for name in ("model.safetensors", "pytorch_model.bin")]
+        return [Path(f) for f in found if f]
+    files = sorted(path.glob("*.safetensors")) or sorted(path.glob("pytorch_model*.bin"))
+    return files
+
+
+def pretrained_mlm_head_state(backbone: str | Path) -> dict[str, torch.Tensor] | None:
+    """The pretraining MLM head of a backbone checkpoint (XLM-R's `lm_head.*`, BERT's
+    `cls.predictions.*`) as a MaskedLMHead state dict, or None when it has none (e5, any
+    encoder-only checkpoint). Only those tensors are read."""
+    state: dict[str, torch.Tensor] = {}
+    for file in _checkpoint_files(backbone):
+        if file.suffix == ".safetensors":
+            from safetensors import safe_open
+
+            with safe_open(str(file), framework="pt") as f:
+                for key in f.keys():
+                    name = _PRETRAINED_MLM_HEAD_KEYS.get(key.removeprefix("roberta.").removeprefix("bert."))
+                    if name:
+                        state[name] = f.get_tensor(key)
+        else:
+            for key, tensor in torch.load(file, map_location="cpu", weights_only=True).items():
+                name = _PRETRAINED_MLM_HEAD_KEYS.get(key)
+                if name:
+                    state[name] = tensor
+    if not state:
+        return None
+    missing = {"dense.weight", "dense.bias", "layer_norm.weight", "layer_norm.bias", "bias"} - set(state)
+    if missing:
+        raise ValueError(f"{backbone}: incomplete pretrained MLM head, missing {sorted(missing)}")
+    return state
+
+
+def _encoder_layers(encoder: nn.Module) -> nn.ModuleList:
+    """The transformer layers of a BERT/XLM-R-style encoder (`encoder.encoder.layer`)."""
+    try:
+        return encoder.encoder.layer
+    except AttributeError:
+        raise ValueError(f"{type(encoder).__name__} has no encoder.layer list: frozen-layer caching needs a BERT/XLM-R-style encoder") from None
+
+
+class _PassThroughEmbeddings(nn.Module):
+    """Stands in for the embeddings when the encoder's input already is a layer's output."""
+
+    def forward(self, inputs_embeds: torch.Tensor | None = None, **_: object) -> torch.Tensor:
+        return inputs_embeds
+
+
+@contextlib.contextmanager
+def _encoder_slice(encoder: nn.Module, start: int, stop: int | None, pass_through_embeddings: bool):
+    """Run the encoder with only its layers[start:stop] (and, optionally, no embeddings). The
+    encoder's own forward still builds the attention mask, so any attention implementation works."""
+    owner = encoder.encoder
+    layers, embeddings = _encoder_layers(encoder), encoder.embeddings
+    owner.layer = nn.ModuleList(list(layers)[start:stop])
+    if pass_through_embeddings:
+        encoder.embeddings = _PassThroughEmbeddings()
+    try:
+        yield
+    finally:
+        owner.layer = layers
+        encoder.embeddings = embeddings
+
+
 class MaskedLMHead(nn.Module):
     """dense -> GELU -> LayerNorm -> decoder (weight = the encoder's word embeddings) + bias.
 
@@ -124,9 +207,13 @@ class MaskedLMHead(nn.Module):
         self.decoder = nn.Linear(hidden_size, vocab_size, bias=False, device="meta")
         self.bias = nn.Parameter(torch.zeros(vocab_size))
 
-    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
+    def forward(self, hidden: torch.Tensor, vocab_ids: torch.Tensor | None = None) -> torch.Tensor:
+        """Vocabulary logits [n, vocab]; with `vocab_ids` (sorted piece ids) only those columns,
+        [n, len(vocab_ids)] (`mlm_vocabulary: corpus`, glode.vocab): the same weights, fewer of them."""
         x = self.layer_norm(F.gelu(self.dense(hidden)))
-        return self.decoder(x) + self.bias
+        if vocab_ids is None:
+            return self.decoder(x) + self.bias
+        return F.linear(x, self.decoder.weight[vocab_ids], self.bias[vocab_ids])
 
 
 @dataclass
@@ -225,6 +312,12 @@ class SpanModel(PreTrainedModel):
         model = cls(config)
         model.encoder.load_state_dict(pretrained.state_dict(), strict=True)
         model.config.backbone = str(backbone)
+        head = pretrained_mlm_head_state(backbone)
+        if head is not None:  # XLM-R and BERT checkpoints carry their pretraining MLM head: start from it, as the authors' model does
+            model.mlm_head.load_state_dict(head, strict=False)
+            log.info("MLM head: the pretrained one of %s", backbone)
+        else:
+            log.info("MLM head: freshly initialised (%s has none)", backbone)
         return model
 
     def freeze_encoder_parts(self, freeze_word_embeddings: bool = False, train_top_layers: int = 0) -> None:
@@ -269,10 +362,48 @@ class SpanModel(PreTrainedModel):
             result.append(group)
         return result
 
+    # -- frozen lower layers (cache_frozen_layers) -----------------------------------------------
+
+    def frozen_depth(self) -> int:
+        """How many bottom encoder layers are frozen, with the embeddings: the part whose output
+        depends on nothing that trains, so it can be computed once (glode.frozen_states)."""
+        if not hasattr(self.encoder, "embeddings") or any(p.requires_grad for p in self.encoder.embeddings.parameters()):
+            return 0
+        depth = 0
+        for layer in _encoder_layers(self.encoder):
+            if any(p.requires_grad for p in layer.parameters()):
+                break
+            depth += 1
+        return depth
+
+    def frozen_weights_digest(self, depth: int) -> str:
+        """sha256 of the embeddings' and the bottom `depth` layers' weights: ties cached hidden
+        states to the weights that made them."""
+        digest = hashlib.sha256()
+        modules = [("embeddings", self.encoder.embeddings)] + [(f"layer.{i}", layer) for i, layer in enumerate(_encoder_layers(self.encoder)[:depth])]
+        for prefix, module in modules:
+            for name, tensor in sorted(module.state_dict().items()):
+                digest.update(f"{prefix}.{name}".encode())
+                digest.update(tensor.detach().float().cpu().contiguous().numpy().tobytes())
+        return digest.hexdigest()
+
+    def encode_bottom(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, depth: int) -> torch.Tensor:
+        """The hidden states after the embeddings and the bottom `depth` layers, [batch, seq, hidden]."""
+        with _encoder_slice(self.encoder, 0, depth, pass_through_embeddings=False):
+            return self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+
+    def encode_top(self, hidden: torch.Tensor, attention_mask: torch.Tensor, depth: int) -> torch.Tensor:
+        """The encoder's last hidden states from `encode_bottom`'s output: layers depth.. only."""
+        with _encoder_slice(self.encoder, depth, None, pass_through_embeddings=True):
+            return self.encoder(inputs_embeds=hidden, attention_mask=attention_mask).last_hidden_state
+
     # -- forward pieces ------------------------------------------------------------------------
 
-    def encode(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        """H = PLM(X): the encoder's last hidden states, [batch, seq, hidden]."""
+    def encode(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, frozen_hidden: torch.Tensor | None = None, frozen_depth: int = 0) -> torch.Tensor:
+        """H = PLM(X): the encoder's last hidden states, [batch, seq, hidden]; from the cached
+        output of the frozen bottom `frozen_depth` layers when `frozen_hidden` is given."""
+        if frozen_hidden is not None and frozen_depth > 0:
+            return self.encode_top(frozen_hidden.to(self.encoder.dtype), attention_mask, frozen_depth)
         return self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
 
     def span_representation(
@@ -321,21 +452,24 @@ class SpanModel(PreTrainedModel):
         span_width_bucket: torch.Tensor,
         span_morph: torch.Tensor,
         return_projections: bool = False,
+        frozen_hidden: torch.Tensor | None = None,
+        frozen_depth: int = 0,
         **_: object,
     ) -> SpanModelOutput:
-        hidden = self.encode(input_ids, attention_mask)
+        hidden = self.encode(input_ids, attention_mask, frozen_hidden, frozen_depth)
         z = self.span_representation(hidden, span_sentence, span_start, span_end, span_width, span_width_bucket, span_morph)
         logits = self.classify(z)
         return SpanModelOutput(logits=logits, span_vectors=z, projections=self.project(z) if return_projections else None)
 
-    def masked_lm_logits(self, masked_input_ids: torch.Tensor, attention_mask: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """Vocabulary logits p'_i of Eq. 2, only at the masked positions (row-major order of `mask`).
+    def masked_lm_logits(self, masked_input_ids: torch.Tensor, attention_mask: torch.Tensor, mask: torch.Tensor, vocab_ids: torch.Tensor | None = None) -> torch.Tensor:
+        """Vocabulary logits p'_i of Eq. 2, only at the masked positions (row-major order of `mask`);
+        over `vocab_ids` only when given (then column j is piece vocab_ids[j]).
 
         Tokens that are not masked contribute nothing to Eq. 2 (the indicator), so their
         250k-way logits are never computed.
         """
         hidden = self.encode(masked_input_ids, attention_mask)
-        return self.mlm_head(hidden[mask])
+        return self.mlm_head(hidden[mask], vocab_ids)
 
 
 # `AutoConfig` / `AutoModel` (and `AutoTokenizer`, which reads config.json) know the saved directories.

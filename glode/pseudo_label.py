@@ -30,7 +30,7 @@ import torch
 
 from glode.batching import build_items, make_loader, move_batch, read_spans
 from glode.data import load_sentences
-from glode.device import autocast, describe_device, select_device
+from glode.device import PRECISIONS, autocast, describe_device, select_device
 from glode.io import GlodeInputError, read_parquet_metadata, setup_logging, write_parquet
 from glode.model import SpanModel, load_span_model
 from glode.options import add_options, option, options_from_args
@@ -39,7 +39,7 @@ from glode.spans import read_span_settings
 log = logging.getLogger(__name__)
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def predict_spans(
     model: SpanModel,
     items: Sequence[dict],
@@ -50,11 +50,13 @@ def predict_spans(
     pad_token_id: int = 1,
     num_workers: int = 0,
     progress: bool = False,
+    precision: str = "auto",
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """Softmax class distributions [n_spans, n_classes] (float32) of the spans in `items`, by spans-table row.
 
     With `with_projections`, also the L2-normalised 128-d projections [n_spans, projection_dim]
-    (float32), else None. Eval mode, no gradient, bf16 autocast on CUDA; length-sorted batches.
+    (float32), else None. Eval and inference mode, bf16 autocast where `precision` says
+(glode.device.use_bf16); length-sorted batches.
     """
     from tqdm.auto import tqdm
 
@@ -70,7 +72,7 @@ def predict_spans(
         if len(rows) == 0:
             continue
         batch = move_batch(batch, device)
-        with autocast(device):
+        with autocast(device, precision):
             output = model(**batch, return_projections=with_projections)
         probs[rows] = torch.softmax(output.logits.float(), dim=-1).cpu().numpy()
         if projections is not None:
@@ -121,19 +123,27 @@ def predictions_frame(spans: pd.DataFrame, sentences: pd.DataFrame, probs: np.nd
     return frame
 
 
-def pseudo_label(
-    model_dir: Path,
-    sentences_path: Path,
-    spans_path: Path,
-    out: Path,
-    pruned: bool = False,
-    batch_size: int = 32,
-    device_spec: str = "auto",
-    num_workers: int = 0,
-    progress: bool = False,
-) -> pd.DataFrame:
-    device = select_device(device_spec)
-    log.info("device: %s", describe_device(device))
+@dataclass
+class PseudoLabelOptions:
+    pruned: bool = option(False, "authors' form: spans predicted O and overlap losers become one-hot O")
+    batch_size: int = option(32, "sentences per batch")
+    device: str = option("auto", "auto (CUDA if available, else CPU), cpu, cuda, cuda:N")
+    precision: str = option("auto", "auto (bf16 autocast on CUDA, fp32 on the CPU), bf16 (autocast on CUDA or a CPU with bf16 support), fp32")
+    num_workers: int = option(0, "DataLoader worker processes")
+
+    def validate(self) -> None:
+        if self.batch_size < 1:
+            raise ValueError("--batch-size must be >= 1")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"--precision must be one of {PRECISIONS}, got {self.precision!r}")
+
+
+def pseudo_label(model_dir: Path, sentences_path: Path, spans_path: Path, out: Path, opts: PseudoLabelOptions | None = None, progress: bool = False) -> pd.DataFrame:
+    """Write `model_dir`'s class distribution over every span of `spans_path` to `out`; returns it."""
+    opts = opts or PseudoLabelOptions()
+    opts.validate()
+    device = select_device(opts.device)
+    log.info("device: %s", describe_device(device, opts.precision))
     model, tokenizer = load_span_model(model_dir, device)
     classes = list(model.config.classes)
     sentences = load_sentences(sentences_path)
@@ -143,24 +153,16 @@ def pseudo_label(
     if span_settings.max_span_len > model.config.max_span_len:
         raise GlodeInputError(spans_path, f"has spans of up to {span_settings.max_span_len} words, but the model {model_dir} was trained for {model.config.max_span_len}")
     items = build_items(sentences, tokenizer, span_settings.max_seq_len, spans, classes=None, max_span_len=model.config.max_span_len, spans_path=spans_path)
-    probs, _ = predict_spans(model, items, len(spans), batch_size, device, pad_token_id=tokenizer.pad_token_id, num_workers=num_workers, progress=progress)
-    if pruned:
+    probs, _ = predict_spans(model, items, len(spans), opts.batch_size, device, pad_token_id=tokenizer.pad_token_id, num_workers=opts.num_workers, progress=progress, precision=opts.precision)
+    if opts.pruned:
         probs = prune_to_authors_form(spans, probs, classes)
     frame = predictions_frame(spans, sentences, probs, classes)
     meta = {k: spans_meta.get(k) for k in ("dataset", "lang", "split") if k in spans_meta}
-    meta.update(classes=classes, model=str(model_dir), pruned=bool(pruned), spans_path=str(spans_path), sentences_path=str(sentences_path))
+    meta.update(classes=classes, model=str(model_dir), pruned=bool(opts.pruned), spans_path=str(spans_path), sentences_path=str(sentences_path))
     write_parquet(frame, out, metadata=meta)
     n_entities = int((frame["label"] != "O").sum())
-    log.info("%s: %d spans of %d sentences -> %s (%d spans labelled as entities, pruned=%s)", spans_path, len(frame), len(sentences), out, n_entities, pruned)
+    log.info("%s: %d spans of %d sentences -> %s (%d spans labelled as entities, pruned=%s)", spans_path, len(frame), len(sentences), out, n_entities, opts.pruned)
     return frame
-
-
-@dataclass
-class PseudoLabelOptions:
-    pruned: bool = option(False, "authors' form: spans predicted O and overlap losers become one-hot O")
-    batch_size: int = option(32, "sentences per batch")
-    device: str = option("auto", "auto (CUDA with bf16 autocast if available, else CPU fp32), cpu, cuda, cuda:N")
-    num_workers: int = option(0, "DataLoader worker processes")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -178,7 +180,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     setup_logging(args.log)
     opts = options_from_args(PseudoLabelOptions, args)
-    pseudo_label(args.model, args.sentences, args.spans, args.out, opts.pruned, opts.batch_size, opts.device, opts.num_workers, progress=sys.stderr.isatty())
+    pseudo_label(args.model, args.sentences, args.spans, args.out, opts, progress=sys.stderr.isatty())
     return 0
 
 

@@ -53,6 +53,8 @@ from glode.training import (
     build_optimizer,
     build_scheduler,
     build_span_model,
+    corpus_vocabulary,
+    frozen_states_for,
     masked_lm_step,
     optimizer_update,
     resolve_classes,
@@ -101,6 +103,15 @@ def cycle(loader, sampler) -> Iterator[dict]:
         epoch += 1
 
 
+def source_batches(source_items: list[dict], target_items: list[dict], pad_id: int, opts: SourceTrainingOptions):
+    """(source loader, its sampler, an endless iterator of target MLM batches or None)."""
+    src_loader, src_sampler = make_loader(source_items, opts.batch_size, pad_id, shuffle=True, seed=sampler_seed(opts.seed, _STREAM_SOURCE_ORDER), num_workers=opts.num_workers)
+    if not opts.use_mlm:
+        return src_loader, src_sampler, None
+    tgt_loader, tgt_sampler = make_loader(target_items, opts.batch_size, pad_id, shuffle=True, seed=sampler_seed(opts.seed, _STREAM_TARGET_ORDER), num_workers=opts.num_workers)
+    return src_loader, src_sampler, cycle(tgt_loader, tgt_sampler)
+
+
 def load_source_inputs(source_sentences: Path, source_spans: Path, target_sentences: Path | None, backbone: str, entity_types: list[str] | None, opts: SourceTrainingOptions):
     """(classes, span settings, tokenizer, source items, their spans, target items), validated."""
     src = subsample(load_sentences(source_sentences), opts.max_source_sentences, opts.seed, _STREAM_SUBSAMPLE)
@@ -140,7 +151,7 @@ def source_summary(opts: SourceTrainingOptions, span_settings, inputs: dict, cla
         "updates": updates,
         "last": last,
         "seconds": seconds,
-        "device": describe_device(device),
+        "device": describe_device(device, opts.precision),
         "torch": torch.__version__,
     }
 
@@ -155,25 +166,27 @@ def train_source(
     train_log: Path | None,
     opts: SourceTrainingOptions,
     progress: bool | None = None,
+    mlm_vocab: Path | None = None,
+    frozen_states: Path | None = None,
 ) -> dict:
-    """Train the source model (Eq. 3) and save it to `out`; returns a summary dict."""
+    """Train the source model (Eq. 3) and save it to `out`; returns a summary dict. With
+    `mlm_vocab` (a `glode vocab` file) the MLM softmax runs over those pieces only; with
+    `opts.cache_frozen_layers`, `frozen_states` (`glode frozen-states` of the source sentences)
+    replaces the frozen bottom layers of the span batches."""
     opts.validate()
     seed_everything(opts.seed)
     device = select_device(opts.device)
-    log.info("device: %s", describe_device(device))
+    log.info("device: %s", describe_device(device, opts.precision))
     classes, span_settings, tokenizer, source_items, spans, target_items = load_source_inputs(source_sentences, source_spans, target_sentences, backbone, entity_types, opts)
 
     model = build_span_model(opts, classes, span_settings, device, backbone=backbone, train_projection=opts.train_projection)
     optimizer, params = build_optimizer(model, opts.lr, (opts.adam_beta1, opts.adam_beta2), opts.adam_eps, opts.weight_decay, opts.head_lr)
     log.info("parameters: %d trainable of %d", sum(p.numel() for p in params), sum(p.numel() for p in model.parameters()))
 
-    pad_id = tokenizer.pad_token_id
-    src_loader, src_sampler = make_loader(source_items, opts.batch_size, pad_id, shuffle=True, seed=sampler_seed(opts.seed, _STREAM_SOURCE_ORDER), num_workers=opts.num_workers)
-    target_batches = None
-    if opts.use_mlm:
-        tgt_loader, tgt_sampler = make_loader(target_items, opts.batch_size, pad_id, shuffle=True, seed=sampler_seed(opts.seed, _STREAM_TARGET_ORDER), num_workers=opts.num_workers)
-        target_batches = cycle(tgt_loader, tgt_sampler)
+    src_loader, src_sampler, target_batches = source_batches(source_items, target_items, tokenizer.pad_token_id, opts)
     mask_generator = stream_generator(opts.seed, _STREAM_MASKS)
+    vocabulary = corpus_vocabulary(mlm_vocab if opts.use_mlm else None, model, device)
+    frozen_depth = frozen_states_for(opts, source_items, frozen_states, model)
     specials = special_token_ids(tokenizer)
 
     batches_per_epoch = len(src_sampler)
@@ -193,12 +206,12 @@ def train_source(
                 # the last update of an epoch may gather fewer batches; average over those it has
                 group_size = accumulation_group_size(i, batches_per_epoch, opts.grad_accumulation)
                 batch = move_batch(batch, device)
-                with autocast(device):
-                    output = model(**batch)
+                with autocast(device, opts.precision):
+                    output = model(**batch, frozen_depth=frozen_depth)
                 loss_src = span_cross_entropy(output.logits, batch["labels"], batch["span_sentence"], batch["input_ids"].shape[0])  # Eq. 1
                 loss_mlm = torch.zeros((), device=device)
                 if target_batches is not None:
-                    loss_mlm = masked_lm_step(model, next(target_batches), tokenizer.mask_token_id, specials, opts.mask_rate, opts.mlm_normalisation, mask_generator, device)  # Eq. 2
+                    loss_mlm = masked_lm_step(model, next(target_batches), tokenizer.mask_token_id, specials, opts.mask_rate, opts.mlm_normalisation, mask_generator, device, vocabulary, opts.precision)  # Eq. 2
                 loss = source_objective(loss_src, loss_mlm, opts.mlm_weight)  # Eq. 3
                 (loss / group_size).backward()
                 group.add({"loss_src": loss_src, "loss_mlm": loss_mlm, "loss_total": loss}, group_size, batch["input_ids"].shape[0])
@@ -212,7 +225,7 @@ def train_source(
             log.info("epoch %d/%d done: update %d, loss_src %.4f, loss_mlm %s", epoch + 1, opts.epochs, step, update_log.last.get("loss_src", float("nan")), update_log.last.get("loss_mlm"))
         update_log.close()
 
-        inputs = {"source_sentences": source_sentences, "source_spans": source_spans, "target_sentences": target_sentences, "backbone": backbone}
+        inputs = {"source_sentences": source_sentences, "source_spans": source_spans, "target_sentences": target_sentences, "backbone": backbone, "mlm_vocab": mlm_vocab, "frozen_states": frozen_states}
         summary = source_summary(opts, span_settings, inputs, classes, len(source_items), len(spans), len(target_items), step, update_log.last, time.perf_counter() - started, device)
         model.eval()
         with atomic_dir(out) as tmp:
@@ -230,6 +243,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--entity-types", nargs="+", help="label set without O, in class order (default: the source file's metadata)")
     parser.add_argument("--out", required=True, type=Path, help="model directory to write")
     parser.add_argument("--train-log", type=Path, help="JSONL training log to write")
+    parser.add_argument("--frozen-states", type=Path, help="`glode frozen-states` of the source sentences (with --cache-frozen-layers true)")
+    parser.add_argument("--mlm-vocab", type=Path, help="`glode vocab` file: the MLM softmax over its pieces only (default: the whole vocabulary, as the paper)")
     parser.add_argument("--log", type=Path, help="also log to this file")
     add_options(parser, SourceTrainingOptions, "training options")
     return parser
@@ -239,7 +254,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     setup_logging(args.log)
     opts = options_from_args(SourceTrainingOptions, args)
-    train_source(args.source_sentences, args.source_spans, args.target_sentences, args.backbone, args.entity_types, args.out, args.train_log, opts)
+    train_source(args.source_sentences, args.source_spans, args.target_sentences, args.backbone, args.entity_types, args.out, args.train_log, opts, mlm_vocab=args.mlm_vocab, frozen_states=args.frozen_states)
     return 0
 
 

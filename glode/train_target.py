@@ -93,6 +93,7 @@ from glode.pseudo_label import predictions_frame
 from glode.spans import SpanSettings, read_span_settings
 from glode.target_state import json_safe, labels_digest, read_trainer, restore_state, save_state
 from glode.training import (
+    CorpusVocabulary,
     TrainingOptions,
     UpdateGroup,
     UpdateLog,
@@ -100,6 +101,8 @@ from glode.training import (
     build_optimizer,
     build_scheduler,
     build_span_model,
+    corpus_vocabulary,
+    frozen_states_for,
     masked_lm_step,
     optimizer_update,
     resolve_classes,
@@ -252,6 +255,9 @@ class TargetFiles:
     init_model: Path | None = None
     model_out: Path | None = None
     train_log: Path | None = None
+    mlm_vocab: Path | None = None
+    source_frozen_states: Path | None = None
+    target_frozen_states: Path | None = None
 
     def check_epoch(self, epoch: int, num_epochs: int) -> None:
         """Epoch 0 starts fresh (from the backbone or --init-model), later epochs from --state-in."""
@@ -339,6 +345,8 @@ class TargetRun:
     scheduler: object
     denoiser: Denoiser | None
     generators: dict[str, torch.Generator]
+    vocabulary: CorpusVocabulary | None
+    frozen_depth: int
     target_loader: DataLoader
     source_loader: DataLoader
     steps_per_epoch: int
@@ -355,6 +363,8 @@ def build_target_run(files: TargetFiles, inputs: TargetInputs, epoch: int, opts:
     model = build_span_model(opts, inputs.classes, inputs.span_settings, device, backbone=files.backbone, load_from=load_from, train_projection=opts.projection_trained)
     optimizer, params = build_optimizer(model, opts.lr, (opts.adam_beta1, opts.adam_beta2), opts.adam_eps, opts.weight_decay, opts.head_lr)
     log.info("parameters: %d trainable of %d (projection trained: %s)", sum(p.numel() for p in params), sum(p.numel() for p in model.parameters()), opts.projection_trained)
+    frozen_depth = frozen_states_for(opts, inputs.source_items, files.source_frozen_states, model)
+    frozen_states_for(opts, inputs.target_items, files.target_frozen_states, model)
 
     pad_id = inputs.tokenizer.pad_token_id
     tgt_loader, tgt_sampler = make_loader(inputs.target_items, opts.batch_size, pad_id, shuffle=True, seed=sampler_seed(opts.seed, _STREAM_TARGET_ORDER), num_workers=opts.num_workers)
@@ -376,7 +386,8 @@ def build_target_run(files: TargetFiles, inputs: TargetInputs, epoch: int, opts:
         step = int(inputs.trainer_in["step"])
     if step != epoch * updates_per_epoch:
         raise GlodeInputError(files.state_in or files.labels_in, f"state is at update {step}, expected {epoch * updates_per_epoch}")
-    return TargetRun(model, optimizer, params, scheduler, denoiser, generators, tgt_loader, src_loader, steps_per_epoch, updates_per_epoch, step)
+    vocabulary = corpus_vocabulary(files.mlm_vocab if opts.aux_task == "mlm" else None, model, device)
+    return TargetRun(model, optimizer, params, scheduler, denoiser, generators, vocabulary, frozen_depth, tgt_loader, src_loader, steps_per_epoch, updates_per_epoch, step)
 
 
 # -- one step ----------------------------------------------------------------------------------
@@ -442,7 +453,7 @@ def refine_batch(run: TargetRun, out_s, out_t, source_labels: torch.Tensor, p_t:
 def auxiliary_loss(run: TargetRun, out_s, out_t, source_labels: torch.Tensor, p_new: torch.Tensor, target_batch: dict, mask_token_id: int, specials: list[int], opts: TargetTrainingOptions, device: torch.device) -> torch.Tensor:
     """Step 5: w's term of Eq. 5: the MLM loss (Eq. 2), the supervised contrastive loss, or none."""
     if opts.aux_task == "mlm":
-        return masked_lm_step(run.model, target_batch, mask_token_id, specials, opts.mask_rate, opts.mlm_normalisation, run.generators["masks"], device)  # Eq. 2
+        return masked_lm_step(run.model, target_batch, mask_token_id, specials, opts.mask_rate, opts.mlm_normalisation, run.generators["masks"], device, run.vocabulary, opts.precision)  # Eq. 2
     if opts.aux_task == "supcon":
         z = torch.cat([out_s.projections, out_t.projections])
         y = torch.cat([source_labels, p_new.argmax(1)])
@@ -459,9 +470,9 @@ def training_step(run: TargetRun, source_batch: dict, target_batch: dict, labels
     refined labels are written back into `labels`. Returns the loss terms."""
     need_projections = run.denoiser is not None or opts.aux_task == "supcon"
     source, target = move_batch(source_batch, device), move_batch(target_batch, device)
-    with autocast(device):
-        out_s = run.model(**source, return_projections=need_projections)
-        out_t = run.model(**target, return_projections=need_projections)
+    with autocast(device, opts.precision):
+        out_s = run.model(**source, return_projections=need_projections, frozen_depth=run.frozen_depth)
+        out_t = run.model(**target, return_projections=need_projections, frozen_depth=run.frozen_depth)
     loss_src = span_cross_entropy(out_s.logits, source["labels"], source["span_sentence"], source["input_ids"].shape[0])  # Eq. 1
 
     rows = target_batch["span_rows"].numpy()
@@ -525,7 +536,7 @@ def trainer_record(files: TargetFiles, inputs: TargetInputs, run: TargetRun, epo
         "labels_changed": changed,
         "target_spans": int(len(inputs.target_spans)),
         "span_settings": dataclasses.asdict(inputs.span_settings),
-        "inputs": {**inputs_used, "state_in": str(files.state_in) if files.state_in else None},
+        "inputs": {**inputs_used, "state_in": str(files.state_in) if files.state_in else None, "mlm_vocab": str(files.mlm_vocab) if files.mlm_vocab else None},
     }
 
 
@@ -537,7 +548,7 @@ def write_epoch_outputs(files: TargetFiles, inputs: TargetInputs, run: TargetRun
     frame["epoch"] = np.full(len(frame), epoch, dtype=np.int16)
     trainer = trainer_record(files, inputs, run, epoch, opts, denoise_options, changed)
     summary = {**trainer, "last": tally.update_log.last, "denoise_end_epoch": json_safe(end_info), "seconds": seconds,
-               "device": describe_device(device), "torch": torch.__version__}
+               "device": describe_device(device, opts.precision), "torch": torch.__version__}
     write_parquet(frame, files.labels_out, metadata=labels_metadata(files, inputs, epoch, opts, denoise_options, tally, changed, end_info))
     save_state(files.state_out, run.model, inputs.tokenizer, run.optimizer, run.scheduler, run.denoiser, run.generators, trainer, summary)
     if files.model_out is not None:
@@ -558,7 +569,7 @@ def train_target_epoch(files: TargetFiles, epoch: int, opts: TargetTrainingOptio
     started = time.perf_counter()
     seed_everything(opts.seed)
     device = select_device(opts.device)
-    log.info("device: %s", describe_device(device))
+    log.info("device: %s", describe_device(device, opts.precision))
     inputs = load_target_inputs(files, epoch, opts, denoise_options, entity_types)
     initial_argmax = inputs.labels.argmax(axis=1)
     run = build_target_run(files, inputs, epoch, opts, denoise_options, device)
@@ -584,9 +595,9 @@ def train_target_epoch(files: TargetFiles, epoch: int, opts: TargetTrainingOptio
         return write_epoch_outputs(files, inputs, run, epoch, opts, denoise_options, tally, initial_argmax, end_info, time.perf_counter() - started, device)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="glode train-target", description=__doc__.splitlines()[0])
-    parser.add_argument("--epoch", required=True, type=int, help="the epoch to run, 0-based (< --num-epochs)")
+def add_input_arguments(parser: argparse.ArgumentParser) -> None:
+    """The inputs and options every target-training entry point takes (`glode train-target`,
+    `glode train-target-run`)."""
     parser.add_argument("--source-sentences", required=True, type=Path, help="labeled source train sentences Parquet")
     parser.add_argument("--source-spans", required=True, type=Path, help="its spans Parquet (with gold labels)")
     parser.add_argument("--target-sentences", required=True, type=Path, help="unlabeled target train sentences Parquet")
@@ -600,13 +611,22 @@ def build_parser() -> argparse.ArgumentParser:
         help="epoch 0 only: start from this span model (e.g. the source model) instead of the pretrained --backbone; "
         "the paper starts from the backbone; useful at demo scale, where a few updates cannot train a model from scratch",
     )
-    parser.add_argument("--state-out", required=True, type=Path, help="state directory to write (the next epoch's --state-in)")
-    parser.add_argument("--labels-out", required=True, type=Path, help="refined pseudo labels Parquet to write")
-    parser.add_argument("--model-out", type=Path, help="also write the model (with tokenizer) as a Hugging Face directory")
-    parser.add_argument("--train-log", type=Path, help="JSONL training log to write (one line per optimizer update)")
+    parser.add_argument("--model-out", type=Path, help="also write the (last epoch's) model, with tokenizer, as a Hugging Face directory")
+    parser.add_argument("--source-frozen-states", type=Path, help="`glode frozen-states` of the source sentences (with --cache-frozen-layers true)")
+    parser.add_argument("--target-frozen-states", type=Path, help="`glode frozen-states` of the target sentences (with --cache-frozen-layers true)")
+    parser.add_argument("--mlm-vocab", type=Path, help="`glode vocab` file: the MLM softmax over its pieces only (default: the whole vocabulary, as the paper)")
     parser.add_argument("--log", type=Path, help="also log to this file")
     add_options(parser, TargetTrainingOptions, "training options")
     add_options(parser, DenoiseOptions, "denoising options (glode.denoise.DenoiseOptions)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="glode train-target", description=__doc__.splitlines()[0])
+    parser.add_argument("--epoch", required=True, type=int, help="the epoch to run, 0-based (< --num-epochs)")
+    parser.add_argument("--state-out", required=True, type=Path, help="state directory to write (the next epoch's --state-in)")
+    parser.add_argument("--labels-out", required=True, type=Path, help="refined pseudo labels Parquet to write")
+    parser.add_argument("--train-log", type=Path, help="JSONL training log to write (one line per optimizer update)")
+    add_input_arguments(parser)
     return parser
 
 

@@ -35,7 +35,7 @@ import torch
 
 from glode.batching import move_batch
 from glode.data import class_names
-from glode.device import autocast, make_generator
+from glode.device import PRECISIONS, autocast, make_generator
 from glode.io import GlodeInputError, read_parquet_metadata, write_json
 from glode.model import SpanModel
 from glode.objectives import MLM_NORMALISATIONS, mask_tokens, masked_lm_loss
@@ -68,7 +68,9 @@ class TrainingOptions:
     freeze_word_embeddings: bool = option(False, "CPU demo: freeze the word embeddings (and the tied MLM decoder)")
     train_top_layers: int = option(0, "CPU demo: train only the encoder's top N layers (0 = all)")
     encoder_layers: int = option(0, "CPU demo: keep only the backbone's bottom N layers (0 = all); a model built on the backbone, not one resumed")
-    device: str = option("auto", "auto (CUDA with bf16 autocast if available, else CPU fp32), cpu, cuda, cuda:N")
+    cache_frozen_layers: bool = option(False, "feed the frozen bottom layers' output from a `glode frozen-states` file (needs train_top_layers; their dropout is then off)")
+    device: str = option("auto", "auto (CUDA if available, else CPU), cpu, cuda, cuda:N")
+    precision: str = option("auto", "auto (bf16 autocast on CUDA, fp32 on the CPU), bf16 (autocast on CUDA or a CPU with bf16 support), fp32")
     num_workers: int = option(0, "DataLoader worker processes")
 
     def validate_common(self) -> None:
@@ -78,6 +80,10 @@ class TrainingOptions:
             raise ValueError("--batch-size and --grad-accumulation must be >= 1")
         if not 0.0 <= self.mask_rate <= 1.0:
             raise ValueError("--mask-rate must be in [0, 1]")
+        if self.cache_frozen_layers and self.train_top_layers < 1:
+            raise ValueError("--cache-frozen-layers needs --train-top-layers >= 1 (otherwise no layer is frozen)")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"--precision must be one of {PRECISIONS}, got {self.precision!r}")
 
 
 # -- classes and random streams ----------------------------------------------------------------
@@ -135,6 +141,20 @@ def build_span_model(
         model.projection.requires_grad_(train_projection)
     model.freeze_encoder_parts(opts.freeze_word_embeddings, opts.train_top_layers)
     return model.to(device).train()
+
+
+def frozen_states_for(opts: "TrainingOptions", items: list[dict], path: Path | None, model: SpanModel) -> int:
+    """Attach the cached frozen-layer output of `path` to `items` where `opts.cache_frozen_layers`;
+    returns the cached depth (0 = none: the model runs every layer)."""
+    if not opts.cache_frozen_layers:
+        if path is not None:
+            raise ValueError("a frozen-states file was given, but --cache-frozen-layers is false")
+        return 0
+    if path is None:
+        raise ValueError("--cache-frozen-layers true needs the sentences' `glode frozen-states` file")
+    from glode.frozen_states import attach_frozen_states
+
+    return attach_frozen_states(items, path, model)
 
 
 def save_model_dir(out: Path, model: SpanModel, tokenizer, summary: dict) -> None:
@@ -241,6 +261,35 @@ def special_token_ids(tokenizer) -> list[int]:
     return sorted(i for i in ids if i is not None)
 
 
+class CorpusVocabulary:
+    """The pieces an MLM head predicts over (`mlm_vocabulary: corpus`, glode.vocab): their sorted
+    ids on the device, and the column of each piece id (-1 for pieces left out)."""
+
+    def __init__(self, piece_ids: np.ndarray, vocab_size: int, device: torch.device):
+        self.ids = torch.as_tensor(piece_ids, dtype=torch.long, device=device)
+        self.column = torch.full((vocab_size,), -1, dtype=torch.long, device=device)
+        self.column[self.ids] = torch.arange(len(self.ids), device=device)
+
+    def targets(self, piece_ids: torch.Tensor) -> torch.Tensor:
+        """The columns of the masked pieces; a piece outside the vocabulary is an error (the file
+        was built from other sentences), never a silently dropped target."""
+        columns = self.column[piece_ids]
+        if bool((columns < 0).any()):
+            missing = piece_ids[columns < 0][:5].tolist()
+            raise ValueError(f"masked pieces {missing} are not in the MLM corpus vocabulary: was it built from these sentences?")
+        return columns
+
+
+def corpus_vocabulary(path: os.PathLike | str | None, model: SpanModel, device: torch.device) -> CorpusVocabulary | None:
+    """The `glode vocab` file at `path` for this model's MLM head, or None (the whole vocabulary)."""
+    if path is None:
+        return None
+    from glode.vocab import read_mlm_vocabulary
+
+    size = model.get_input_embeddings().num_embeddings
+    return CorpusVocabulary(read_mlm_vocabulary(path, size), size, device)
+
+
 def masked_lm_step(
     model: SpanModel,
     batch: dict,
@@ -250,17 +299,23 @@ def masked_lm_step(
     normalisation: str,
     generator: torch.Generator,
     device: torch.device,
+    vocabulary: CorpusVocabulary | None = None,
+    precision: str = "auto",
 ) -> torch.Tensor:
-    """L_mlm (Eq. 2) of one batch of sentences: mask r_m of a copy of its tokens, predict them.
+    """L_mlm (Eq. 2) of one batch of sentences: mask r_m of a copy of its tokens, predict them
+    (over `vocabulary` only when given).
 
     The masks are drawn on the CPU from `generator` (the same masks on any device)."""
     masked_ids, mask = mask_tokens(batch["input_ids"], batch["attention_mask"], mask_token_id, specials, mask_rate, generator)
-    batch = move_batch(batch, device)
+    batch = move_batch({key: batch[key] for key in ("input_ids", "attention_mask", "n_maskable")}, device)
     masked_ids, mask = masked_ids.to(device), mask.to(device)
-    with autocast(device):
-        logits = model.masked_lm_logits(masked_ids, batch["attention_mask"], mask)
+    with autocast(device, precision):
+        logits = model.masked_lm_logits(masked_ids, batch["attention_mask"], mask, None if vocabulary is None else vocabulary.ids)
     token_sentence = mask.nonzero(as_tuple=True)[0]
-    return masked_lm_loss(logits, batch["input_ids"][mask], token_sentence, batch["n_maskable"], normalisation)
+    targets = batch["input_ids"][mask]
+    if vocabulary is not None:
+        targets = vocabulary.targets(targets)
+    return masked_lm_loss(logits, targets, token_sentence, batch["n_maskable"], normalisation)
 
 
 # -- random states -----------------------------------------------------------------------------

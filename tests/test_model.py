@@ -242,3 +242,29 @@ def test_load_tokenizer_tokenizes_as_auto_tokenizer(tiny_backbone):
     for name in ("mask_token_id", "pad_token_id", "cls_token_id", "sep_token_id", "unk_token_id", "model_max_length"):
         assert getattr(fast, name) == getattr(auto, name), name
     assert len(fast) == len(auto)
+
+
+def test_pretrained_mlm_head_is_loaded_where_the_checkpoint_has_one(tiny_backbone, tmp_path):
+    """An XLM-R checkpoint's `lm_head.*` becomes the span model's MLM head (as in the authors'
+    model, which subclasses RoBERTa); an encoder-only checkpoint (e5) keeps a fresh head."""
+    from transformers import XLMRobertaConfig, XLMRobertaForMaskedLM
+
+    from glode.model import pretrained_mlm_head_state
+
+    torch.manual_seed(1)
+    config = XLMRobertaConfig(vocab_size=300, hidden_size=16, num_hidden_layers=2, num_attention_heads=2, intermediate_size=32,
+                              max_position_embeddings=64, type_vocab_size=1, pad_token_id=1)
+    mlm = XLMRobertaForMaskedLM(config)
+    with torch.no_grad():
+        mlm.lm_head.bias.uniform_(-1, 1)
+    mlm.save_pretrained(tmp_path / "xlmr")
+    model = SpanModel.from_backbone(tmp_path / "xlmr", CLASSES)
+    saved = mlm.lm_head.state_dict()
+    for ours, theirs in (("dense.weight", "dense.weight"), ("dense.bias", "dense.bias"), ("layer_norm.weight", "layer_norm.weight"), ("bias", "bias")):
+        assert torch.equal(model.mlm_head.state_dict()[ours], saved[theirs]), ours
+    assert model.mlm_head.decoder.weight is model.encoder.get_input_embeddings().weight  # still tied
+    # the encoder-only checkpoint: no head to load, the fresh one stays
+    assert pretrained_mlm_head_state(tiny_backbone) is None
+    torch.manual_seed(0)
+    fresh = SpanModel.from_backbone(tiny_backbone, CLASSES)
+    assert torch.equal(fresh.mlm_head.bias, torch.zeros_like(fresh.mlm_head.bias))

@@ -319,3 +319,41 @@ def test_init_model_with_supcon_resumes(data, tiny_backbone, tmp_path):
     run_epoch(data, tiny_backbone, tmp_path, 0, 2, extra=[*supcon, "--init-model", str(init)])
     run_epoch(data, tiny_backbone, tmp_path, 1, 2, state_in=tmp_path / "e0.state", labels_in=tmp_path / "e0.labels.parquet", extra=supcon)
     assert probs_of(tmp_path / "e1.labels.parquet").shape == probs_of(tmp_path / "e0.labels.parquet").shape
+
+
+def test_a_run_in_one_process_equals_one_job_per_epoch_byte_for_byte(data, tiny_backbone, tmp_path):
+    """`glode train-target-run` (the demo's `target_jobs: run`) writes the same bytes, at the same
+    paths, as three `glode train-target` jobs, the `target_model` copy and `glode pseudo-label`."""
+    import hashlib
+
+    from glode import pseudo_label, target_run, train_target
+
+    run_dir, model, predictions = tmp_path / "run", tmp_path / "model", tmp_path / "test.parquet"
+    common = ["--num-epochs", "3", "--source-sentences", str(data / "en.parquet"), "--source-spans", str(data / "en.spans.parquet"),
+              "--target-sentences", str(data / "xx.parquet"), "--target-spans", str(data / "xx.spans.parquet"), "--backbone", str(tiny_backbone),
+              "--batch-size", "4", "--grad-accumulation", "2", "--warmup-steps", "1", "--lr", "1e-3", "--k", "5", "--device", "cpu"]
+
+    def digests() -> dict[str, str]:
+        files = [p for p in tmp_path.rglob("*") if p.is_file()]
+        return {str(p.relative_to(tmp_path)): hashlib.sha256(p.read_bytes()).hexdigest() for p in files if "glode_training.json" not in p.name and "train_log" not in p.name}
+
+    labels = data / "labels0.parquet"
+    for epoch in range(3):
+        out = run_dir / f"epoch{epoch}"
+        argv = [*common, "--epoch", str(epoch), "--labels-in", str(labels), "--state-out", str(out / "state"), "--labels-out", str(out / "labels.parquet"),
+                "--train-log", str(out / "train_log.jsonl")]
+        assert train_target.main(argv + (["--state-in", str(run_dir / f"epoch{epoch - 1}" / "state")] if epoch else [])) == 0
+        labels = out / "labels.parquet"
+    shutil.copytree(run_dir / "epoch2" / "state" / "model", model)
+    for epoch in range(3):
+        shutil.rmtree(run_dir / f"epoch{epoch}" / "state")
+    test_argv = ["--sentences", str(data / "xx.parquet"), "--spans", str(data / "xx.spans.parquet"), "--device", "cpu"]
+    assert pseudo_label.main(["--model", str(model), *test_argv, "--out", str(predictions)]) == 0
+    per_epoch = digests()
+    shutil.rmtree(run_dir), shutil.rmtree(model), predictions.unlink()
+
+    argv = [*common, "--last-epoch", "2", "--run-dir", str(run_dir), "--labels-in", str(data / "labels0.parquet"), "--model-out", str(model),
+            "--test-sentences", str(data / "xx.parquet"), "--test-spans", str(data / "xx.spans.parquet"), "--test-predictions-out", str(predictions)]
+    assert target_run.main(argv) == 0
+    assert digests() == per_epoch
+    assert {p.name for p in (run_dir / "epoch1").iterdir()} == {"labels.parquet", "train_log.jsonl"}  # no state left behind

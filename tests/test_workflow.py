@@ -104,3 +104,40 @@ def test_hidden_gold_reaches_only_analysis(project_root, tmp_path):
         stage = command.split()[1]
         assert stage in {"prepare", "label-quality"}, command
     assert any(c.startswith("glode label-quality") for c in touching)
+
+
+def test_speed_levers_plan_their_cached_stages(project_root, tmp_path):
+    """`mlm_vocabulary: corpus` and `cache_frozen_layers: true` plan one vocabulary per target
+    language and one frozen-layer cache per train split, and hand them to every training job."""
+    overlay = tmp_path / "levers.yaml"
+    overlay.write_text(yaml.safe_dump({"mlm_vocabulary": "corpus", "source": {"cache_frozen_layers": True}, "target": {"cache_frozen_layers": True}}))
+    result = dry_run(project_root, tmp_path / "run", str(project_root / "config/demo.yaml"), str(overlay))
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    commands = shell_commands(result.stdout)
+    vocab = sorted(c.split("--out ")[1].split()[0] for c in commands if c.startswith("glode vocab"))
+    assert vocab == ["results/vocab/conll/es.json", "results/vocab/wikiann/hi.json"]
+    frozen = {c.split("--out ")[1].split()[0] for c in commands if c.startswith("glode frozen-states")}
+    assert frozen == {f"results/frozen/{d}/{lang}/train.layers6.top4.safetensors" for d, lang in (("conll", "en"), ("conll", "es"), ("wikiann", "en"), ("wikiann", "hi"))}
+    sources = [c for c in commands if c.startswith("glode train-source")]
+    assert all("--frozen-states results/frozen/" in c and "--cache-frozen-layers true" in c for c in sources)
+    assert all(("--mlm-vocab results/vocab/" in c) == ("--use-mlm true" in c) for c in sources)
+    targets = [c for c in commands if c.startswith("glode train-target")]
+    assert targets and all("--source-frozen-states" in c and "--target-frozen-states" in c for c in targets)
+    assert all(("--mlm-vocab" in c) == ("--aux-task mlm" in c) for c in targets)
+
+
+def test_target_runs_as_one_job_each_with_target_jobs_run(project_root, tmp_path):
+    """`target_jobs: run` (the demo) plans one job per target run, which also predicts the test
+    split; the paper's configuration keeps one job per epoch."""
+    overlay = tmp_path / "run.yaml"
+    overlay.write_text(yaml.safe_dump({"target_jobs": "run"}))
+    result = dry_run(project_root, tmp_path / "run", str(project_root / "config/demo.yaml"), str(overlay))
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    commands = shell_commands(result.stdout)
+    runs = [c for c in commands if c.startswith("glode train-target-run")]
+    assert len(runs) == 16 and not any(c.startswith("glode train-target ") for c in commands)
+    assert all("--last-epoch 2" in c and "--test-predictions-out results/predictions/" in c for c in runs)
+    predicted = [c.split("--out ")[1].split()[0] for c in commands if c.startswith("glode pseudo-label")]
+    assert predicted and not any("/target-" in p for p in predicted)  # the run jobs predict their own test split
+    paper = dry_run(project_root, tmp_path / "paper")
+    assert paper.returncode == 0 and "train_target_epoch" in paper.stdout and "train_target_run" not in paper.stdout

@@ -124,12 +124,52 @@ def training_run_settings(settings, mlm_lang, seed):
     return settings
 
 
+def mlm_vocabulary_input(dataset, lang):
+    """The MLM corpus vocabulary of a target language as a named input, where configured."""
+    if config.get("mlm_vocabulary", "full") != "corpus":
+        return {}
+    return {"mlm_vocab": f"results/vocab/{dataset}/{lang}.json"}
+
+
+def mlm_vocabulary_flag(wildcards, input):
+    return f"--mlm-vocab {input.mlm_vocab}" if "mlm_vocab" in input.keys() else ""
+
+
+def frozen_states_file(dataset, lang, settings):
+    """The frozen-layer cache of a language's train split for a training section's settings, or None."""
+    if not settings.get("cache_frozen_layers", False):
+        return None
+    layers, top = settings.get("encoder_layers", 0), settings.get("train_top_layers", 0)
+    return f"results/frozen/{dataset}/{lang}/train.layers{layers}.top{top}.safetensors"
+
+
+def frozen_states_inputs(dataset, langs, settings):
+    """{input name: cache file} for the languages {input name: lang} a job trains on, where cached."""
+    files = {
+        name: frozen_states_file(dataset, lang, settings)
+        for name, lang in langs.items()
+    }
+    return {name: path for name, path in files.items() if path}
+
+
+def frozen_states_flags(wildcards, input):
+    names = ("frozen_states", "source_frozen_states", "target_frozen_states")
+    return " ".join(
+        f"--{name.replace('_', '-')} {input[name]}"
+        for name in names
+        if name in input.keys()
+    )
+
+
 def source_training_inputs(wildcards):
     dataset = wildcards.dataset
     inputs = {**source_train_data(dataset), "backbone": backbone_inputs()}
+    src = {"frozen_states": source_lang(dataset)}
+    inputs.update(frozen_states_inputs(dataset, src, config["source"]))
     target = source_kind_target(wildcards.kind)
     if target:
         inputs["target_sentences"] = sentences_file(dataset, target, "train")
+        inputs.update(mlm_vocabulary_input(dataset, target))
     return inputs
 
 
@@ -215,18 +255,56 @@ def target_run_dir(wildcards):
 
 def target_epoch_inputs(wildcards):
     """Epoch e starts from epoch e-1's state and refined labels; epoch 0 from the initial labels."""
-    d, lang, seed, epoch = (
-        wildcards.dataset,
-        wildcards.lang,
-        wildcards.seed,
-        int(wildcards.epoch),
+    return target_training_inputs(wildcards, int(wildcards.epoch))
+
+
+def target_run_inputs(wildcards):
+    """A whole run in one job (`target_jobs: run`): epoch 0's inputs, and the test split."""
+    d, lang = wildcards.dataset, wildcards.lang
+    return {
+        **target_training_inputs(wildcards, 0),
+        "test_sentences": sentences_file(d, lang, "test"),
+        "test_spans": spans_file(d, lang, "test"),
+    }
+
+
+def target_run_epoch_groups():
+    """{number of epochs: its target languages}: one run rule per epoch count."""
+    groups = {}
+    for _, lang in target_pairs():
+        groups.setdefault(target_epochs(lang), set()).add(lang)
+    return {n: sorted(langs) for n, langs in sorted(groups.items())}
+
+
+def run_prediction_flags():
+    settings = config["pseudo_labels"]
+    return (
+        f"--predict-batch-size {settings.get('batch_size', 64)} "
+        f"--predict-precision {settings.get('precision', 'auto')}"
     )
+
+
+def predicted_systems_regex():
+    """The systems whose test predictions the `predict` jobs make (with `target_jobs: run` a
+    target run's job predicts its own test split)."""
+    if config.get("target_jobs", "epoch") == "run":
+        return "source-plain|source-mlm"
+    return "source-plain|source-mlm|target-[A-Za-z0-9_]+"
+
+
+def target_training_inputs(wildcards, epoch):
+    d, lang, seed = wildcards.dataset, wildcards.lang, wildcards.seed
     inputs = {
         **source_train_data(d),
         "target_sentences": sentences_file(d, lang, "train"),
         "target_spans": spans_file(d, lang, "train"),
         "backbone": backbone_inputs(),
     }
+    target = variant_settings(wildcards.variant)[0]
+    if target.get("aux_task", "mlm") == "mlm":
+        inputs.update(mlm_vocabulary_input(d, lang))
+    langs = {"source_frozen_states": source_lang(d), "target_frozen_states": lang}
+    inputs.update(frozen_states_inputs(d, langs, target))
     if epoch == 0:
         initial = variant_settings(wildcards.variant)[2]
         inputs["labels"] = prediction_file(d, lang, initial, seed, "train")

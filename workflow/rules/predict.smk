@@ -12,7 +12,7 @@ rule predict:
     log:
         "results/logs/predict/{dataset}/{lang}/{system}/seed{seed}/{split}.log",
     wildcard_constraints:
-        system="source-plain|source-mlm|target-[A-Za-z0-9_]+",
+        system=predicted_systems_regex(),
         seed=r"\d+",
     conda:
         "../../environment.yml"

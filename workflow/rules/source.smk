@@ -18,9 +18,11 @@ rule train_source:
         "../../environment.yml"
     params:
         target=target_sentences_flag,
+        vocab=mlm_vocabulary_flag,
+        frozen=frozen_states_flags,
         flags=source_training_flags,
         backbone=config["backbone"],
     shell:
         "glode train-source --source-sentences {input.source_sentences} "
         "--source-spans {input.source_spans} {params.target} --backbone {params.backbone} "
-        "--out {output.model} --train-log {output.train_log} {params.flags} --log {log}"
+        "--out {output.model} --train-log {output.train_log} {params.vocab} {params.frozen} {params.flags} --log {log}"
