@@ -37,28 +37,36 @@ def pseudo_label_quality(labels: pd.DataFrame, classes: list[str], gold: pd.Data
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="glode label-quality", description=__doc__.splitlines()[0])
-    parser.add_argument("--labels", required=True, type=Path, help="pseudo labels Parquet (initial or an epoch's)")
+    parser.add_argument("--labels", required=True, nargs="+", type=Path, help="pseudo labels Parquet file(s) (initial or an epoch's)")
     parser.add_argument("--gold", required=True, type=Path, help="hidden gold Parquet of the target train split")
-    parser.add_argument("--out", required=True, type=Path, help="quality JSON to write")
+    parser.add_argument("--out", required=True, nargs="+", type=Path, help="quality JSON to write, one per --labels file, in the same order")
     parser.add_argument("--log", type=Path, help="also log to this file")
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    setup_logging(args.log)
-    gold = load_hidden_gold(args.gold)
-    labels = pd.read_parquet(args.labels)
-    classes = prediction_classes(labels, args.labels)
-    check_spans_against_sentences(labels, gold, args.labels, args.gold)
+def score_labels_file(labels_path: Path, gold: pd.DataFrame, gold_path: Path, out: Path) -> None:
+    labels = pd.read_parquet(labels_path)
+    classes = prediction_classes(labels, labels_path)
+    check_spans_against_sentences(labels, gold, labels_path, gold_path)
     unknown = set(labels["sent_id"].unique()) - set(gold["sent_id"].tolist())
     if unknown:
-        raise GlodeInputError(args.labels, f"{len(unknown)} sentence ids not in {args.gold}")
+        raise GlodeInputError(labels_path, f"{len(unknown)} sentence ids not in {gold_path}")
     metrics = pseudo_label_quality(labels, classes, gold)
-    meta = read_parquet_metadata(args.labels)
-    metrics.update(labels=str(args.labels), gold=str(args.gold), epoch=meta.get("epoch"), classes=classes)
-    write_json(metrics, args.out)
-    log.info("%s: pseudo-label F1 %.2f (P %.2f R %.2f) on %d gold entities", args.labels, 100 * metrics["seqeval"]["f1"], 100 * metrics["seqeval"]["precision"], 100 * metrics["seqeval"]["recall"], metrics["counts"]["gold_entities"])
+    meta = read_parquet_metadata(labels_path)
+    metrics.update(labels=str(labels_path), gold=str(gold_path), epoch=meta.get("epoch"), classes=classes)
+    write_json(metrics, out)
+    log.info("%s: pseudo-label F1 %.2f (P %.2f R %.2f) on %d gold entities", labels_path, 100 * metrics["seqeval"]["f1"], 100 * metrics["seqeval"]["precision"], 100 * metrics["seqeval"]["recall"], metrics["counts"]["gold_entities"])
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if len(args.labels) != len(args.out):
+        parser.error(f"{len(args.labels)} --labels files but {len(args.out)} --out files")
+    setup_logging(args.log)
+    gold = load_hidden_gold(args.gold)
+    for labels_path, out in zip(args.labels, args.out):  # several epochs of a run: one process start-up
+        score_labels_file(labels_path, gold, args.gold, out)
     return 0
 
 

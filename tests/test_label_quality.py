@@ -59,3 +59,16 @@ def test_quality_refuses_non_hidden_gold(tmp_path):
     with pytest.raises(GlodeInputError, match="not a hidden-gold file"):
         label_quality.main(["--labels", str(labels), "--gold", str(gold), "--out", str(tmp_path / "q.json")])
     assert not (tmp_path / "q.json").exists()
+
+
+def test_several_epochs_in_one_call_score_each_file(tmp_path):
+    """One process scores every epoch of a run (`target_jobs: run`): out i belongs to labels i."""
+    gold = tmp_path / "gold.parquet"
+    write_gold(gold)
+    write_labels(tmp_path / "e0.parquet", [(0, 0, 0, 0.1, 0.8, 0.1)])  # Anna=PER: 1 of 3 gold, P = 1
+    write_labels(tmp_path / "e1.parquet", [(0, 0, 0, 0.1, 0.8, 0.1), (3, 0, 0, 0.2, 0.1, 0.7)])  # + Berlin=LOC
+    outs = [tmp_path / "q0.json", tmp_path / "q1.json"]
+    assert label_quality.main(["--labels", str(tmp_path / "e0.parquet"), str(tmp_path / "e1.parquet"), "--gold", str(gold), "--out", *map(str, outs)]) == 0
+    assert [read_json(o)["seqeval"]["recall"] for o in outs] == pytest.approx([1 / 3, 2 / 3])
+    with pytest.raises(SystemExit):
+        label_quality.main(["--labels", str(tmp_path / "e0.parquet"), str(tmp_path / "e1.parquet"), "--gold", str(gold), "--out", str(outs[0])])

@@ -136,8 +136,10 @@ def test_target_runs_as_one_job_each_with_target_jobs_run(project_root, tmp_path
     commands = shell_commands(result.stdout)
     runs = [c for c in commands if c.startswith("glode train-target-run")]
     assert len(runs) == 16 and not any(c.startswith("glode train-target ") for c in commands)
-    assert all("--last-epoch 2" in c and "--test-predictions-out results/predictions/" in c for c in runs)
+    assert all("--last-epoch 4" in c and "--test-predictions-out results/predictions/" in c for c in runs)  # the demo's 5 epochs
     predicted = [c.split("--out ")[1].split()[0] for c in commands if c.startswith("glode pseudo-label")]
     assert predicted and not any("/target-" in p for p in predicted)  # the run jobs predict their own test split
+    quality = [c for c in commands if c.startswith("glode label-quality")]
+    assert len(quality) == 16 + 4 and sum(c.count("/epoch") == 10 for c in quality) == 16  # one job scores a run's 5 epochs
     paper = dry_run(project_root, tmp_path / "paper")
     assert paper.returncode == 0 and "train_target_epoch" in paper.stdout and "train_target_run" not in paper.stdout

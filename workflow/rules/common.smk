@@ -70,8 +70,11 @@ def all_sentence_files():
 
 
 def all_span_files():
-    """Spans of the splits that models train on or are scored on (dev is unused: no model selection)."""
-    return per_language_files(spans_file, ("train", "test"))
+    """Spans of the splits that models train on (every language's train split) or are scored on
+    (the targets' test splits); dev is unused (no model selection), and no table scores the
+    source language's test split."""
+    train = per_language_files(spans_file, ("train",))
+    return train + [spans_file(d, lang, "test") for d, lang in target_pairs()]
 
 
 def sample_flags():
