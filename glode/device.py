@@ -10,6 +10,7 @@ numbers the model's dropout happened to draw before them.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import os
 import random
@@ -33,8 +34,10 @@ def select_device(spec: str = "auto") -> torch.device:
 PRECISIONS = ("auto", "bf16", "fp32")
 
 
+@functools.lru_cache(maxsize=1)
 def cpu_supports_bf16() -> bool:
-    """Whether this CPU computes bf16 natively (AVX512-BF16 or AMX): elsewhere CPU autocast is slow."""
+    """Whether this CPU computes bf16 natively (AVX512-BF16 or AMX): elsewhere CPU autocast is slow.
+    Asked once per process: autocast is entered on every training step."""
     try:
         return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
     except (AttributeError, RuntimeError):
@@ -53,10 +56,15 @@ def use_bf16(device: torch.device, precision: str = "auto") -> bool:
         return torch.cuda.is_bf16_supported()
     if precision == "bf16":
         if not cpu_supports_bf16():
-            log.warning("precision bf16: this CPU has no native bf16 support; running fp32")
-            return False
-        return True
+            _warn_no_cpu_bf16()
+        return cpu_supports_bf16()
     return False
+
+
+@functools.lru_cache(maxsize=1)
+def _warn_no_cpu_bf16() -> None:
+    """Once per process, not once per training step."""
+    log.warning("precision bf16: this CPU has no native bf16 support; running fp32")
 
 
 def autocast(device: torch.device, precision: str = "auto"):

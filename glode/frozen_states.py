@@ -42,7 +42,7 @@ def compute_frozen_states(model, items: list[dict], depth: int, batch_size: int,
     """(hidden [total subwords, H] float32 in item order, offsets [n + 1]) of the bottom `depth` layers, eval mode."""
     from tqdm.auto import tqdm
 
-    from glode.batching import make_loader, move_batch
+    from glode.batching import make_loader
 
     model.eval()
     lengths = np.array([len(it["input_ids"]) for it in items], dtype=np.int64)
@@ -51,7 +51,7 @@ def compute_frozen_states(model, items: list[dict], depth: int, batch_size: int,
     loader, _ = make_loader(items, batch_size, pad_token_id, shuffle=False)
     for batch in tqdm(loader, desc="frozen-states", unit="batch", disable=not progress):
         rows = batch["sentence_rows"].tolist()
-        states = model.encode_bottom(move_batch(batch, device)["input_ids"], batch["attention_mask"].to(device), depth).float().cpu().numpy()
+        states = model.encode_bottom(batch["input_ids"].to(device), batch["attention_mask"].to(device), depth).float().cpu().numpy()
         for b, row in enumerate(rows):
             hidden[offsets[row] : offsets[row + 1]] = states[b, : lengths[row]]
     return hidden, offsets
@@ -64,9 +64,17 @@ def write_frozen_states(path: os.PathLike | str, hidden: np.ndarray, offsets: np
         save_file({"hidden": hidden, "offsets": offsets.astype(np.int64), "sent_id": sent_ids.astype(np.int64)}, str(tmp), metadata={_META_KEY: json.dumps(meta)})
 
 
-def attach_frozen_states(items: list[dict], path: os.PathLike | str, model) -> int:
+def frozen_part(model) -> tuple[int, str]:
+    """(depth, weights sha256) of a model's frozen bottom: what a cache must have been made by.
+    Hashing the embeddings takes a moment, so a job computes this once for all its caches."""
+    depth = model.frozen_depth()
+    return depth, model.frozen_weights_digest(depth)
+
+
+def attach_frozen_states(items: list[dict], path: os.PathLike | str, model, expected: tuple[int, str] | None = None) -> int:
     """Give every item its cached bottom-layer output (`frozen_hidden`), after checking that the
-    cache was made by this model's frozen part and for these windowed sentences; returns the depth."""
+    cache was made by this model's frozen part (`expected`, default `frozen_part(model)`) and for
+    these windowed sentences; returns the depth."""
     from safetensors import safe_open
     from safetensors.numpy import load_file
 
@@ -77,9 +85,11 @@ def attach_frozen_states(items: list[dict], path: os.PathLike | str, model) -> i
     except (OSError, KeyError, ValueError) as err:
         raise GlodeInputError(path, f"not a `glode frozen-states` file: {err}") from None
     depth = int(meta["depth"])
-    if depth != model.frozen_depth():
-        raise GlodeInputError(path, f"caches {depth} bottom layers, but the model being trained has {model.frozen_depth()} frozen")
-    if meta["weights_sha256"] != model.frozen_weights_digest(depth):
+    model_depth = expected[0] if expected is not None else model.frozen_depth()
+    if depth != model_depth:
+        raise GlodeInputError(path, f"caches {depth} bottom layers, but the model being trained has {model_depth} frozen")
+    digest = expected[1] if expected is not None else model.frozen_weights_digest(depth)
+    if meta["weights_sha256"] != digest:
         raise GlodeInputError(path, "was made by other frozen weights than this model's (another backbone, or a source model that trained them)")
     hidden, offsets = tensors["hidden"], tensors["offsets"]
     position = {int(s): i for i, s in enumerate(tensors["sent_id"].tolist())}
@@ -119,13 +129,13 @@ def main(argv: list[str] | None = None) -> int:
     device = select_device(args.device)
     model = SpanModel.from_backbone(args.backbone, ["O"], encoder_layers=args.encoder_layers).to(device)
     model.freeze_encoder_parts(True, args.train_top_layers)
-    depth = model.frozen_depth()
+    depth, digest = frozen_part(model)
     sentences = load_sentences(args.sentences)
     window = read_span_settings(args.spans).max_seq_len
     tokenizer = load_tokenizer(args.backbone)
     items = build_items(sentences, tokenizer, window)
     hidden, offsets = compute_frozen_states(model, items, depth, args.batch_size, device, tokenizer.pad_token_id, progress=sys.stderr.isatty())
-    meta = {"depth": depth, "weights_sha256": model.frozen_weights_digest(depth), "backbone": str(args.backbone), "encoder_layers": args.encoder_layers,
+    meta = {"depth": depth, "weights_sha256": digest, "backbone": str(args.backbone), "encoder_layers": args.encoder_layers,
             "train_top_layers": args.train_top_layers, "max_seq_len": window, "sentences": str(args.sentences)}
     write_frozen_states(args.out, hidden, offsets, sentences["sent_id"].to_numpy(dtype=np.int64), meta)
     log.info("%s: bottom %d layers of %d sentences (%d subwords, %.0f MB) -> %s", args.sentences, depth, len(items), len(hidden), hidden.nbytes / 2**20, args.out)

@@ -75,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
     if any(test_args) and not all(test_args):
         parser.error("--test-sentences, --test-spans and --test-predictions-out go together")
     files = TargetFiles(**{f.name: getattr(args, f.name, None) for f in dataclasses.fields(TargetFiles) if f.name not in ("state_out", "labels_out")},
-                        state_out=args.run_dir, labels_out=args.run_dir)
+                        state_out=args.run_dir, labels_out=args.run_dir)  # per-epoch outputs are set by train_target_run
     opts = options_from_args(TargetTrainingOptions, args)
     predict = PseudoLabelOptions(batch_size=args.predict_batch_size, device=opts.device, precision=args.predict_precision)
     train_target_run(files, args.first_epoch, args.last_epoch, args.run_dir, opts, options_from_args(DenoiseOptions, args), args.entity_types,

@@ -186,7 +186,7 @@ def train_source(
     src_loader, src_sampler, target_batches = source_batches(source_items, target_items, tokenizer.pad_token_id, opts)
     mask_generator = stream_generator(opts.seed, _STREAM_MASKS)
     vocabulary = corpus_vocabulary(mlm_vocab if opts.use_mlm else None, model, device)
-    frozen_depth = frozen_states_for(opts, source_items, frozen_states, model)
+    frozen_depth = frozen_states_for(opts, model, (source_items, frozen_states))
     specials = special_token_ids(tokenizer)
 
     batches_per_epoch = len(src_sampler)

@@ -363,8 +363,7 @@ def build_target_run(files: TargetFiles, inputs: TargetInputs, epoch: int, opts:
     model = build_span_model(opts, inputs.classes, inputs.span_settings, device, backbone=files.backbone, load_from=load_from, train_projection=opts.projection_trained)
     optimizer, params = build_optimizer(model, opts.lr, (opts.adam_beta1, opts.adam_beta2), opts.adam_eps, opts.weight_decay, opts.head_lr)
     log.info("parameters: %d trainable of %d (projection trained: %s)", sum(p.numel() for p in params), sum(p.numel() for p in model.parameters()), opts.projection_trained)
-    frozen_depth = frozen_states_for(opts, inputs.source_items, files.source_frozen_states, model)
-    frozen_states_for(opts, inputs.target_items, files.target_frozen_states, model)
+    frozen_depth = frozen_states_for(opts, model, (inputs.source_items, files.source_frozen_states), (inputs.target_items, files.target_frozen_states))
 
     pad_id = inputs.tokenizer.pad_token_id
     tgt_loader, tgt_sampler = make_loader(inputs.target_items, opts.batch_size, pad_id, shuffle=True, seed=sampler_seed(opts.seed, _STREAM_TARGET_ORDER), num_workers=opts.num_workers)

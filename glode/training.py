@@ -143,18 +143,22 @@ def build_span_model(
     return model.to(device).train()
 
 
-def frozen_states_for(opts: "TrainingOptions", items: list[dict], path: Path | None, model: SpanModel) -> int:
-    """Attach the cached frozen-layer output of `path` to `items` where `opts.cache_frozen_layers`;
-    returns the cached depth (0 = none: the model runs every layer)."""
+def frozen_states_for(opts: "TrainingOptions", model: SpanModel, *caches: tuple[list[dict], Path | None]) -> int:
+    """Attach the cached frozen-layer output of each (items, path) pair to its items where
+    `opts.cache_frozen_layers`; returns the cached depth (0 = none: the model runs every layer)."""
+    paths = [path for _, path in caches]
     if not opts.cache_frozen_layers:
-        if path is not None:
+        if any(path is not None for path in paths):
             raise ValueError("a frozen-states file was given, but --cache-frozen-layers is false")
         return 0
-    if path is None:
+    if any(path is None for path in paths):
         raise ValueError("--cache-frozen-layers true needs the sentences' `glode frozen-states` file")
-    from glode.frozen_states import attach_frozen_states
+    from glode.frozen_states import attach_frozen_states, frozen_part
 
-    return attach_frozen_states(items, path, model)
+    expected = frozen_part(model)  # once for all the job's caches: it hashes the embeddings
+    for items, path in caches:
+        attach_frozen_states(items, path, model, expected)
+    return expected[0]
 
 
 def save_model_dir(out: Path, model: SpanModel, tokenizer, summary: dict) -> None:
