@@ -24,6 +24,7 @@ STAGES = {
     "label-quality": ("glode.label_quality", "F1 of pseudo labels against the hidden gold (analysis only)"),
     "tables": ("glode.tables", "the paper's Tables 1-4 as CSV and Markdown, ours beside the published"),
     "figures": ("glode.figures", "the paper's Figures 3 and 4 as PNG"),
+    "study": ("glode.study", "a study's scores and label-quality curves as CSV, merged into docs/study"),
 }
 
 

@@ -45,7 +45,7 @@ log = logging.getLogger(__name__)
 DPI = 150
 # Figure 3's strategies: (variant, legend label), in the paper's legend order.
 STRATEGIES = [("wo_denoising_local", "global"), ("wo_denoising_global", "local"), ("glode", "global&local")]
-STRATEGY_COLORS = {"wo_denoising_local": "tab:blue", "wo_denoising_global": "tab:green", "glode": "tab:red"}
+STRATEGY_COLORS = {"wo_denoising_local": "tab:blue", "wo_denoising_global": "tab:green", "glode": "tab:red", "wo_denoising": "tab:gray"}
 # Figure 4's colours follow the paper: source blue, target green, prediction orange.
 SOURCE_COLOR, TARGET_COLOR, PREDICTION_COLOR = "tab:blue", "tab:green", "tab:orange"
 MODEL_KINDS = [("source-plain", "Plain"), ("source-mlm", "Aux")]
@@ -130,18 +130,18 @@ def mean_std(values: Sequence[float]) -> tuple[float, float]:
     return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
 
 
-def quality_curves(records: Sequence[QualityRecord], initial_system: str) -> dict[tuple[str, str], dict[str, list[tuple[int, float, float, int]]]]:
-    """{(dataset, lang): {variant: [(epoch, mean, std, n seeds), ...]}}; the initial labels'
-    F1 (epoch -1) starts every curve of a target that has it."""
+def quality_curves(records: Sequence[QualityRecord], initial_system: str, strategies: Sequence[tuple[str, str]] = STRATEGIES) -> dict[tuple[str, str], dict[str, list[tuple[int, float, float, int]]]]:
+    """{(dataset, lang): {variant: [(epoch, mean, std, n seeds), ...]}} for the variants of
+    `strategies`; the initial labels' F1 (epoch -1) starts every curve of a target that has it."""
     by_key: dict[tuple, list[float]] = defaultdict(list)
     for r in records:
         by_key[(r.dataset, r.lang, r.name, r.epoch)].append(r.f1)
-    variants = {v for v, _ in STRATEGIES}
+    variants = {v for v, _ in strategies}
     targets = {(d, l) for d, l, name, e in by_key if name in variants}
     curves: dict = {}
     for dataset, lang in target_order(targets):
         initial = by_key.get((dataset, lang, initial_system, INITIAL_EPOCH))
-        for variant in (v for v, _ in STRATEGIES):
+        for variant in (v for v, _ in strategies):
             epochs = sorted(e for d, l, name, e in by_key if (d, l, name) == (dataset, lang, variant) and e != INITIAL_EPOCH)
             if not epochs:
                 continue
@@ -150,12 +150,12 @@ def quality_curves(records: Sequence[QualityRecord], initial_system: str) -> dic
             curves.setdefault((dataset, lang), {})[variant] = points
     ignored = sorted({r.name for r in records if r.name not in variants and r.epoch != INITIAL_EPOCH})
     if ignored:
-        log.info("figure 3 plots only %s; ignored variants %s", [v for v, _ in STRATEGIES], ignored)
+        log.info("figure 3 plots only %s; ignored variants %s", [v for v, _ in strategies], ignored)
     return curves
 
 
-def plot_figure3(curves: dict, initial_system: str) -> Figure:
-    labels = dict(STRATEGIES)
+def plot_figure3(curves: dict, initial_system: str, strategies: Sequence[tuple[str, str]] = STRATEGIES) -> Figure:
+    labels = dict(strategies)
     rows, cols = grid(len(curves), 3)
     fig = Figure(figsize=(4.6 * cols, 3.6 * rows + 0.8), layout="constrained")
     axes = fig.subplots(rows, cols, squeeze=False).ravel()

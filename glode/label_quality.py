@@ -53,7 +53,8 @@ def score_labels_file(labels_path: Path, gold: pd.DataFrame, gold_path: Path, ou
         raise GlodeInputError(labels_path, f"{len(unknown)} sentence ids not in {gold_path}")
     metrics = pseudo_label_quality(labels, classes, gold)
     meta = read_parquet_metadata(labels_path)
-    metrics.update(labels=str(labels_path), gold=str(gold_path), epoch=meta.get("epoch"), classes=classes)
+    # An epoch's labels carry how many spans changed argmax in that epoch (Figure 3's companion).
+    metrics.update(labels=str(labels_path), gold=str(gold_path), epoch=meta.get("epoch"), labels_changed=meta.get("labels_changed"), classes=classes)
     write_json(metrics, out)
     log.info("%s: pseudo-label F1 %.2f (P %.2f R %.2f) on %d gold entities", labels_path, 100 * metrics["seqeval"]["f1"], 100 * metrics["seqeval"]["precision"], 100 * metrics["seqeval"]["recall"], metrics["counts"]["gold_entities"])
 

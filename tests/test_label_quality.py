@@ -27,7 +27,7 @@ def write_labels(path, rows):
     frame = pd.DataFrame(rows, columns=["sent_id", "start", "end", "p_O", "p_PER", "p_LOC"])
     frame["label"] = frame[["p_O", "p_PER", "p_LOC"]].idxmax(axis=1).str[2:]
     frame["prob"] = frame[["p_O", "p_PER", "p_LOC"]].max(axis=1)
-    write_parquet(frame, path, {"classes": CLASSES, "epoch": 2})
+    write_parquet(frame, path, {"classes": CLASSES, "epoch": 2, "labels_changed": 5})
 
 
 def test_quality_hand_computed(tmp_path):
@@ -50,6 +50,7 @@ def test_quality_hand_computed(tmp_path):
     assert metrics["seqeval"]["recall"] == pytest.approx(2 / 3)
     assert metrics["seqeval"]["f1"] == pytest.approx(4 / 7)
     assert metrics["epoch"] == 2
+    assert metrics["labels_changed"] == 5  # carried from the labels' metadata for the study tables
 
 
 def test_quality_refuses_non_hidden_gold(tmp_path):

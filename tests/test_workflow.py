@@ -143,3 +143,17 @@ def test_target_runs_as_one_job_each_with_target_jobs_run(project_root, tmp_path
     assert len(quality) == 16 + 4 and sum(c.count("/epoch") == 10 for c in quality) == 16  # one job scores a run's 5 epochs
     paper = dry_run(project_root, tmp_path / "paper")
     assert paper.returncode == 0 and "train_target_epoch" in paper.stdout and "train_target_run" not in paper.stdout
+
+
+def test_study_plans_one_seed_per_invocation(project_root, tmp_path):
+    """`results/study/seed1/scores.csv` (config/study.yaml) plans one seed of the study's four
+    systems on its two targets, and the label quality of every epoch of both variants."""
+    result = dry_run(project_root, tmp_path, str(project_root / "config/study.yaml"), "--printshellcmds", "results/study/seed1/scores.csv")
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    commands = shell_commands(result.stdout)
+    collect = [c for c in commands if c.startswith("glode study collect")]
+    assert len(collect) == 1 and "--initial glode=source-mlm wo_denoising=source-mlm" in collect[0]
+    assert collect[0].count("/metrics.json") == 2 * 4 and collect[0].count("/epoch") == 2 * 2 * 5
+    assert not any("seed2" in c for c in commands)
+    epochs = [c for c in commands if c.startswith("glode train-target ")]
+    assert len(epochs) == 2 * 2 * 5 and all("/wo_mlm/" not in c for c in epochs)

@@ -342,11 +342,11 @@ def last_epoch_state(wildcards):
     return f"{target_run_dir(wildcards)}/epoch{target_epochs(wildcards.lang) - 1}/state"
 
 
-def label_quality_files(variants):
+def label_quality_files(variants, seeds=None):
     """Pseudo-label F1 per epoch (Figure 3), plus the initial labels' F1 as epoch -1."""
     files = []
     for d, lang in target_pairs():
-        for seed in config["seeds"]:
+        for seed in config["seeds"] if seeds is None else seeds:
             for variant in variants:
                 initial = variant_settings(variant)[2]
                 files.append(
@@ -430,3 +430,22 @@ def table_files():
 
 def figure_files():
     return ["results/figures/figure3.png", "results/figures/figure4.png"]
+
+
+def study_metrics_files(wildcards):
+    """One seed's scores of the study's systems on every configured target."""
+    systems = [*SOURCE_SYSTEMS, *(f"target-{v}" for v in config["study_variants"])]
+    return [
+        metrics_file(d, lang, system, wildcards.seed)
+        for d, lang in target_pairs()
+        for system in systems
+    ]
+
+
+def study_quality_files(wildcards):
+    return label_quality_files(config["study_variants"], seeds=[wildcards.seed])
+
+
+def study_initial_flags():
+    """`variant=system` pairs: whose initial labels are each study variant's epoch 0."""
+    return " ".join(f"{v}={variant_settings(v)[2]}" for v in config["study_variants"])

@@ -1,0 +1,202 @@
+"""A study's scores and label-quality curves as small CSV files (`glode study`).
+
+Two steps, because `results/` is a cache that does not outlive its machine while a study runs
+over several machines and sessions:
+
+- `glode study collect` (a Snakemake job per seed) turns one seed's metrics.json and
+  label-quality JSONs into two CSV files;
+- `glode study report --into docs/study` merges such CSV files into the committed ones (a row of
+  the same system, seed and epoch is replaced, every other row kept), then redraws the study's
+  Figure 3 and writes the mean +- std per system as Markdown.
+
+scores.csv: `dataset,lang,system,seed,f1,precision,recall`, seqeval micro scores x100 on the full
+test file. label_quality.csv: `dataset,lang,variant,seed,epoch,f1,changed`, pseudo-label F1 x100
+against the hidden train gold; epoch 0 is the variant's initial labels (changed 0), epoch e >= 1
+the labels after the e-th target epoch with the span labels whose argmax changed in that epoch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import statistics
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import pandas as pd
+
+from glode.figures import INITIAL_EPOCH, QualityRecord, parse_quality_path, plot_figure3, quality_curves, save_png
+from glode.io import GlodeInputError, atomic_path, setup_logging
+from glode.tables import parse_metrics_path, read_json_file
+
+log = logging.getLogger(__name__)
+
+SCORE_COLUMNS = ["dataset", "lang", "system", "seed", "f1", "precision", "recall"]
+SCORE_KEY = ["dataset", "lang", "system", "seed"]
+QUALITY_COLUMNS = ["dataset", "lang", "variant", "seed", "epoch", "f1", "changed"]
+QUALITY_KEY = ["dataset", "lang", "variant", "seed", "epoch"]
+# The study's Figure 3 compares training on the refined labels with training on the initial ones.
+STUDY_STRATEGIES = [("wo_denoising", "w/o denoising"), ("glode", "GLoDe (global&local)")]
+SYSTEM_ORDER = ["source-plain", "source-mlm", "target-wo_denoising", "target-glode"]
+
+
+def percent(obj: dict, key: str, path: Path) -> float:
+    try:
+        return round(100.0 * float(obj["seqeval"][key]), 4)
+    except (KeyError, TypeError, ValueError) as err:
+        raise GlodeInputError(path, f"no seqeval {key}: {err!r}") from err
+
+
+def score_rows(metrics_paths: Iterable[Path]) -> pd.DataFrame:
+    rows = []
+    for path in metrics_paths:
+        dataset, lang, system, seed = parse_metrics_path(path)
+        obj = read_json_file(path)
+        rows.append([dataset, lang, system, seed, *(percent(obj, k, path) for k in ("f1", "precision", "recall"))])
+    return pd.DataFrame(rows, columns=SCORE_COLUMNS)
+
+
+def variant_initial(pair: str) -> tuple[str, str]:
+    """A `glode=source-mlm` pair: which system's initial labels start a variant's curve."""
+    variant, sep, system = pair.partition("=")
+    if not sep or not variant or not system:
+        raise argparse.ArgumentTypeError(f"expected VARIANT=SYSTEM, got {pair!r}")
+    return variant, system
+
+
+def quality_rows(quality_paths: Iterable[Path], initial_of: dict[str, str]) -> pd.DataFrame:
+    """One row per variant and epoch; an initial.json gives epoch 0 of every variant it starts."""
+    rows = []
+    for path in quality_paths:
+        dataset, lang, name, seed, epoch = parse_quality_path(path)
+        obj = read_json_file(path)
+        f1 = percent(obj, "f1", path)
+        if epoch == INITIAL_EPOCH:
+            rows += [[dataset, lang, variant, seed, 0, f1, 0] for variant, system in initial_of.items() if system == name]
+        else:
+            changed = obj.get("labels_changed")
+            if changed is None:
+                raise GlodeInputError(path, "no labels_changed (made by a glode label-quality older than the study tables; rerun it)")
+            rows.append([dataset, lang, name, seed, epoch + 1, f1, int(changed)])
+    return pd.DataFrame(rows, columns=QUALITY_COLUMNS)
+
+
+def sort_rows(frame: pd.DataFrame, key: list[str]) -> pd.DataFrame:
+    return frame.sort_values(key, kind="stable").reset_index(drop=True)
+
+
+def write_csv(frame: pd.DataFrame, path: Path) -> None:
+    with atomic_path(path) as tmp:
+        frame.to_csv(tmp, index=False, float_format="%.2f", lineterminator="\n")
+
+
+def read_csv(path: Path, columns: list[str]) -> pd.DataFrame:
+    try:
+        frame = pd.read_csv(path)
+    except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError) as err:
+        raise GlodeInputError(path, f"cannot read as CSV: {err}") from err
+    if list(frame.columns) != columns:
+        raise GlodeInputError(path, f"header {list(frame.columns)}, expected {columns}")
+    return frame
+
+
+def upsert(existing: pd.DataFrame, new: pd.DataFrame, key: list[str]) -> pd.DataFrame:
+    """`existing` with the rows of `new` replacing those with the same key."""
+    merged = pd.concat([existing, new], ignore_index=True).drop_duplicates(subset=key, keep="last")
+    return sort_rows(merged, key)
+
+
+def summary_markdown(scores: pd.DataFrame) -> str:
+    """Mean +- sample std (and n seeds) of F1 per system and target."""
+    targets = sorted({(d, l) for d, l in zip(scores["dataset"], scores["lang"])})
+    systems = [s for s in SYSTEM_ORDER if s in set(scores["system"])] + sorted(set(scores["system"]) - set(SYSTEM_ORDER))
+    lines = ["| system | " + " | ".join(f"{d}/{l}" for d, l in targets) + " |", "|---|" + "---:|" * len(targets)]
+    for system in systems:
+        cells = []
+        for d, l in targets:
+            f1 = scores[(scores["dataset"] == d) & (scores["lang"] == l) & (scores["system"] == system)]["f1"].tolist()
+            if not f1:
+                cells.append("")
+                continue
+            std = statistics.stdev(f1) if len(f1) > 1 else 0.0
+            cells.append(f"{statistics.fmean(f1):.2f} ± {std:.2f} (n={len(f1)})")
+        lines.append(f"| {system} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def quality_records(quality: pd.DataFrame) -> list[QualityRecord]:
+    """CSV rows as Figure 3's records: epoch 0 is each variant's own initial point."""
+    records = []
+    for row in quality.itertuples(index=False):
+        epoch = INITIAL_EPOCH if row.epoch == 0 else int(row.epoch) - 1
+        name = f"initial-{row.variant}" if row.epoch == 0 else row.variant
+        records.append(QualityRecord(Path("label_quality.csv"), row.dataset, row.lang, name, int(row.seed), epoch, float(row.f1)))
+    return records
+
+
+def study_figure(quality: pd.DataFrame, out: Path) -> None:
+    records = quality_records(quality)
+    curves: dict = {}
+    for variant, _ in STUDY_STRATEGIES:  # each variant's curve starts at its own initial labels
+        part = [r for r in records if r.name in (variant, f"initial-{variant}")]
+        for target, by_variant in quality_curves(part, f"initial-{variant}", STUDY_STRATEGIES).items():
+            curves.setdefault(target, {}).update(by_variant)
+    if not curves:
+        raise ValueError(f"no label-quality rows of the variants {[v for v, _ in STUDY_STRATEGIES]}")
+    save_png(plot_figure3(curves, "the variant's initial", STUDY_STRATEGIES), out)
+
+
+def collect(args: argparse.Namespace) -> None:
+    scores = sort_rows(score_rows(args.metrics), SCORE_KEY)
+    quality = sort_rows(quality_rows(args.quality, dict(args.initial)), QUALITY_KEY)
+    write_csv(scores, args.scores_out)
+    write_csv(quality, args.quality_out)
+    log.info("%d scores -> %s, %d label-quality rows -> %s", len(scores), args.scores_out, len(quality), args.quality_out)
+
+
+def report(args: argparse.Namespace) -> None:
+    into: Path = args.into
+    into.mkdir(parents=True, exist_ok=True)
+    merged = {}
+    for name, columns, key, new_paths in (("scores.csv", SCORE_COLUMNS, SCORE_KEY, args.scores), ("label_quality.csv", QUALITY_COLUMNS, QUALITY_KEY, args.label_quality)):
+        target = into / name
+        frames = [read_csv(target, columns)] if target.exists() else []
+        frames += [read_csv(p, columns) for p in new_paths]
+        merged[name] = upsert(frames[0], pd.concat(frames[1:], ignore_index=True), key) if len(frames) > 1 else (frames[0] if frames else pd.DataFrame(columns=columns))
+        write_csv(merged[name], target)
+        log.info("%s: %d rows", target, len(merged[name]))
+    if len(merged["label_quality.csv"]):
+        study_figure(merged["label_quality.csv"], into / "figure3.png")
+    with atomic_path(into / "summary.md") as tmp:
+        tmp.write_text(summary_markdown(merged["scores.csv"]), encoding="utf-8")
+    print(summary_markdown(merged["scores.csv"]), end="")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="glode study", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    c = sub.add_parser("collect", help="one seed's metrics.json and label-quality JSONs -> two CSV files")
+    c.add_argument("--metrics", nargs="+", type=Path, required=True, help="metrics.json files (results/eval/{dataset}/{lang}/{system}/seed{seed}/)")
+    c.add_argument("--quality", nargs="+", type=Path, required=True, help="label-quality JSONs (epoch<N>.json and initial.json)")
+    c.add_argument("--initial", nargs="+", required=True, type=variant_initial, metavar="VARIANT=SYSTEM", help="whose initial labels are each variant's epoch 0, e.g. glode=source-mlm")
+    c.add_argument("--scores-out", type=Path, required=True)
+    c.add_argument("--quality-out", type=Path, required=True)
+    c.add_argument("--log", type=Path, help="also log to this file")
+    r = sub.add_parser("report", help="merge collected CSV files into a directory, redraw its figure and summary")
+    r.add_argument("--scores", nargs="*", type=Path, default=[], help="scores.csv files to merge in")
+    r.add_argument("--label-quality", nargs="*", type=Path, default=[], help="label_quality.csv files to merge in")
+    r.add_argument("--into", type=Path, required=True, help="directory of the committed study files (e.g. docs/study)")
+    r.add_argument("--log", type=Path, help="also log to this file")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    setup_logging(args.log)
+    (collect if args.command == "collect" else report)(args)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,93 @@
+"""`glode study`: one seed's results as CSV, merged into a committed directory with its figure."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+
+from glode import study
+from glode.io import GlodeInputError
+
+
+def write_json(path, obj):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(obj))
+    return str(path)
+
+
+def seed_results(root, seed, glode_gain=0.02):
+    """metrics.json of the four study systems and label-quality JSONs of two variants, one target."""
+    metrics = [
+        write_json(root / f"results/eval/conll/de/{system}/seed{seed}/metrics.json", {"seqeval": {"f1": f1, "precision": f1 + 0.05, "recall": f1 - 0.05}})
+        for system, f1 in (("source-plain", 0.40), ("source-mlm", 0.42), ("target-wo_denoising", 0.45), ("target-glode", 0.47 + 0.01 * seed))
+    ]
+    base = root / "results/analysis/label_quality/conll/de"
+    quality = [write_json(base / f"source-mlm/seed{seed}/initial.json", {"seqeval": {"f1": 0.5}})]
+    for variant, gain in (("glode", glode_gain), ("wo_denoising", 0.0)):
+        for epoch in range(3):
+            quality.append(write_json(base / f"{variant}/seed{seed}/epoch{epoch}.json", {"seqeval": {"f1": 0.5 + gain * epoch}, "labels_changed": 10 * epoch if gain else 0}))
+    return metrics, quality
+
+
+def collect(root, seed, **kwargs):
+    metrics, quality = seed_results(root, seed, **kwargs)
+    scores, curves = root / f"study/seed{seed}/scores.csv", root / f"study/seed{seed}/label_quality.csv"
+    argv = ["collect", "--metrics", *metrics, "--quality", *quality, "--initial", "glode=source-mlm", "wo_denoising=source-mlm", "--scores-out", str(scores), "--quality-out", str(curves)]
+    assert study.main(argv) == 0
+    return scores, curves
+
+
+def test_collect_writes_percent_scores_and_epoch_zero_initial_rows(tmp_path):
+    scores, curves = collect(tmp_path, 1)
+    frame = pd.read_csv(scores)
+    assert list(frame.columns) == study.SCORE_COLUMNS
+    glode = frame[frame["system"] == "target-glode"].iloc[0]
+    assert (glode["dataset"], glode["lang"], glode["seed"]) == ("conll", "de", 1)
+    assert (glode["f1"], glode["precision"], glode["recall"]) == pytest.approx((48.0, 53.0, 43.0))
+    quality = pd.read_csv(curves)
+    assert list(quality.columns) == study.QUALITY_COLUMNS
+    glode_curve = quality[quality["variant"] == "glode"]
+    # epoch 0 = the initial labels (source-mlm's), epoch e = after the e-th epoch (file epoch{e-1})
+    assert glode_curve["epoch"].tolist() == [0, 1, 2, 3]
+    assert glode_curve["f1"].tolist() == pytest.approx([50.0, 50.0, 52.0, 54.0])
+    assert glode_curve["changed"].tolist() == [0, 0, 10, 20]
+    assert quality[quality["variant"] == "wo_denoising"]["epoch"].tolist() == [0, 1, 2, 3]
+
+
+def test_report_merges_seeds_replaces_reruns_and_draws(tmp_path):
+    into = tmp_path / "docs/study"
+    s1, q1 = collect(tmp_path, 1)
+    assert study.main(["report", "--scores", str(s1), "--label-quality", str(q1), "--into", str(into)]) == 0
+    s2, q2 = collect(tmp_path / "other-machine", 2)
+    assert study.main(["report", "--scores", str(s2), "--label-quality", str(q2), "--into", str(into)]) == 0
+    # seed 1 again, with different numbers: its rows are replaced, seed 2's kept
+    s1b, q1b = collect(tmp_path / "rerun", 1, glode_gain=0.05)
+    assert study.main(["report", "--scores", str(s1b), "--label-quality", str(q1b), "--into", str(into)]) == 0
+    scores = pd.read_csv(into / "scores.csv")
+    assert len(scores) == 8 and sorted(set(scores["seed"])) == [1, 2]
+    quality = pd.read_csv(into / "label_quality.csv")
+    assert len(quality) == 2 * 2 * 4
+    last = quality[(quality["variant"] == "glode") & (quality["seed"] == 1) & (quality["epoch"] == 3)]["f1"]
+    assert last.tolist() == pytest.approx([60.0])
+    assert (into / "figure3.png").read_bytes()[:4] == b"\x89PNG"
+    summary = (into / "summary.md").read_text()
+    # target-glode: 48 (seed 1) and 49 (seed 2): mean 48.50, sample std 0.71
+    assert "| target-glode | 48.50 ± 0.71 (n=2) |" in summary
+    assert summary.index("source-plain") < summary.index("target-glode")
+
+
+def test_report_refuses_a_csv_with_other_columns(tmp_path):
+    bad = tmp_path / "scores.csv"
+    bad.write_text("dataset,lang,f1\nconll,de,40\n")
+    with pytest.raises(GlodeInputError, match="header"):
+        study.main(["report", "--scores", str(bad), "--into", str(tmp_path / "into")])
+    assert not (tmp_path / "into/scores.csv").exists()
+
+
+def test_collect_refuses_quality_without_changed_counts(tmp_path):
+    quality = write_json(tmp_path / "results/analysis/label_quality/conll/de/glode/seed1/epoch0.json", {"seqeval": {"f1": 0.5}})
+    metrics = write_json(tmp_path / "results/eval/conll/de/source-plain/seed1/metrics.json", {"seqeval": {"f1": 0.4, "precision": 0.4, "recall": 0.4}})
+    with pytest.raises(GlodeInputError, match="labels_changed"):
+        study.main(["collect", "--metrics", metrics, "--quality", quality, "--initial", "glode=source-mlm", "--scores-out", str(tmp_path / "s.csv"), "--quality-out", str(tmp_path / "q.csv")])
