@@ -10,7 +10,7 @@ CORES ?= 2
 BIN := $(abspath $(VENV))/bin
 export PATH := $(BIN):$(PATH)
 
-.PHONY: setup demo test lint bench slurm clean
+.PHONY: setup demo test lint bench slurm clean unlock stale-lock
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -28,12 +28,39 @@ $(BACKBONE_DIR)/config.json: | $(VENV)/.installed
 
 setup: $(VENV)/.installed $(BACKBONE_DIR)/config.json
 
-demo: setup
+demo: setup stale-lock
 	snakemake --cores $(CORES) --configfile config/demo.yaml
 	snakemake --configfile config/demo.yaml --report results/report.html
 
 test: setup
 	pytest -q
+
+# A Snakemake killed with -9 (or by a power loss) leaves its lock files in .snakemake/locks, and
+# the next run stops with "Directory cannot be locked". `make demo` removes such a lock only when
+# no Snakemake process runs from this directory (then the lock is no one's); while one runs, the
+# lock may be its own, so it is left alone. `make unlock` removes it regardless.
+LOCK_DIR := .snakemake/locks
+# PIDs of Snakemake processes whose working directory is this one (or cannot be read: another
+# user's, which might be). Shells are skipped: this recipe's own command line says "snakemake".
+SNAKEMAKE_PIDS_HERE = for pid in $$(pgrep -f snakemake); do \
+	  case "$$(cat /proc/$$pid/comm 2>/dev/null)" in ""|bash|sh|dash|zsh|make) continue;; esac; \
+	  cwd=$$(readlink /proc/$$pid/cwd 2>/dev/null || echo unreadable); \
+	  if [ "$$cwd" = "$$(pwd -P)" ] || [ "$$cwd" = unreadable ]; then echo $$pid; fi; \
+	done
+
+stale-lock:
+	@if ls $(LOCK_DIR)/*.lock > /dev/null 2>&1; then \
+	  running=$$($(SNAKEMAKE_PIDS_HERE)); \
+	  if [ -n "$$running" ]; then \
+	    echo "$(LOCK_DIR) is held, and Snakemake runs in this directory (pid $$(echo $$running)): leaving the lock alone." >&2; \
+	  else \
+	    echo "Removing the lock a killed Snakemake left in $(LOCK_DIR) (no Snakemake runs in this directory)." >&2; \
+	    snakemake --unlock --configfile config/demo.yaml; \
+	  fi; \
+	fi
+
+unlock:
+	snakemake --unlock --configfile config/demo.yaml
 
 # The study on a SLURM cluster (set GLODE_SLURM_ACCOUNT, GLODE_SLURM_PARTITION and
 # GLODE_SLURM_GPU_PARTITION first; see docs/slurm.md).

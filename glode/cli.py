@@ -8,7 +8,9 @@ Modules are imported lazily: `glode prepare` should not pay for importing torch.
 from __future__ import annotations
 
 import importlib
+import logging
 import sys
+from pathlib import Path
 
 STAGES = {
     "prepare": ("glode.prepare", "read the benchmark files, check sha256, write sentence Parquet"),
@@ -19,6 +21,7 @@ STAGES = {
     "train-source": ("glode.train_source", "train the source model (Eq. 3: span NER + w * MLM)"),
     "pseudo-label": ("glode.pseudo_label", "write a model's class distribution for every span"),
     "evaluate": ("glode.evaluate", "decode span predictions and score them with seqeval"),
+    "tag": ("glode.tag", "run a trained model on new text (plain text, CoNLL, JSONL) and write its entities"),
     "train-target": ("glode.train_target", "one epoch of target training with denoising (Eqs. 4-11)"),
     "train-target-run": ("glode.target_run", "several target epochs and the test predictions in one process"),
     "label-quality": ("glode.label_quality", "F1 of pseudo labels against the hidden gold (analysis only)"),
@@ -29,7 +32,9 @@ STAGES = {
 
 
 def _usage() -> str:
-    lines = ["usage: glode <stage> [options]   (glode <stage> --help for a stage's options)", "", "stages:"]
+    lines = ["usage: glode <stage> [options] [--verbose]   (glode <stage> --help for a stage's options)", "",
+             "A failing stage writes its error to its --log file and to stderr and exits 1; the traceback",
+             "is shown for unexpected errors, and for every error with --verbose.", "", "stages:"]
     lines += [f"  {name:<17} {help_}" for name, (_, help_) in STAGES.items()]
     return "\n".join(lines)
 
@@ -49,7 +54,51 @@ def main(argv: list[str] | None = None) -> int:
         print(f"glode: unknown stage {stage!r}\n\n{_usage()}", file=sys.stderr)
         return 2
     module = importlib.import_module(STAGES[stage][0])
-    return int(module.main(argv[1:]) or 0)
+    return run_stage(module.main, argv[1:])
+
+
+# Errors whose message says what is wrong (bad input, a bad setting, a missing file): the message
+# alone is the report. Anything else is unexpected and gets its traceback.
+EXPECTED_ERRORS = (ValueError, FileNotFoundError, NotADirectoryError, PermissionError)
+
+
+def log_file_of(argv: list[str]) -> Path | None:
+    """The stage's `--log FILE` (or `--log=FILE`), if given."""
+    for i, arg in enumerate(argv):
+        if arg == "--log" and i + 1 < len(argv):
+            return Path(argv[i + 1])
+        if arg.startswith("--log="):
+            return Path(arg.split("=", 1)[1])
+    return None
+
+
+def logs_to(path: Path) -> bool:
+    return any(getattr(h, "baseFilename", None) == str(path.resolve()) for h in logging.getLogger().handlers)
+
+
+def run_stage(stage_main, argv: list[str]) -> int:
+    """Run a stage's main; on failure write the error to its --log file and stderr and return 1,
+    so that the message is in the job's log file under Snakemake and SLURM, not only in a
+    traceback on stderr."""
+    verbose = "--verbose" in argv
+    argv = [a for a in argv if a != "--verbose"]
+    try:
+        return int(stage_main(argv) or 0)
+    except Exception as err:  # noqa: BLE001 - every failure is reported the same way
+        expected = isinstance(err, EXPECTED_ERRORS)
+        log_file = log_file_of(argv)
+        if log_file is not None and not logs_to(log_file):  # the stage failed before it set up logging
+            from glode.io import setup_logging
+
+            setup_logging(log_file)
+        elif not logging.getLogger().handlers:
+            logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        log = logging.getLogger("glode")
+        if expected and not verbose:
+            log.error("%s (rerun with --verbose for the traceback)", err)
+        else:
+            log.error("%s%s: %s", "" if expected else "unexpected error: ", type(err).__name__, err, exc_info=err)
+        return 1
 
 
 if __name__ == "__main__":

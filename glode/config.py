@@ -8,6 +8,7 @@ Snakemake as an overlay.
 from __future__ import annotations
 
 import copy
+import difflib
 from pathlib import Path
 from typing import Any
 
@@ -29,11 +30,109 @@ def deep_merge(base: dict, overlay: dict) -> dict:
     return merged
 
 
-def validate_config(config: dict) -> None:
+# The paper's Table 3 ablations and Table 4's language-agnostic variant (config/config.yaml).
+PAPER_VARIANTS = ("glode", "wo_mlm", "wo_denoising", "wo_denoising_local", "wo_denoising_global", "wo_multiple_directions", "wo_mlm_init", "agnostic")
+
+
+class ConfigError(ValueError):
+    """A configuration mistake, named by its key path (e.g. `target.lr`), found before any job runs."""
+
+
+def key_path(parts) -> str:
+    return ".".join(str(p) for p in parts) or "(top level)"
+
+
+def did_you_mean(name: str, known) -> str:
+    close = difflib.get_close_matches(name, sorted(known), n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def schema_error_message(error) -> str:
+    """A jsonschema error as `config key 'a.b': ...`; an unknown key gets a did-you-mean."""
+    where = list(error.absolute_path)
+    if error.validator == "additionalProperties" and isinstance(error.instance, dict):
+        known = error.schema.get("properties", {})
+        unknown = [k for k in error.instance if k not in known]
+        if unknown:
+            key = unknown[0]
+            return f"config key {key_path([*where, key])!r} is not a known setting{did_you_mean(key, known)}"
+    return f"config key {key_path(where)!r}: {error.message}"
+
+
+def check_variant_names(config: dict) -> None:
+    """A variant (or study variant) outside the paper's list must be declared in custom_variants,
+    so that a misspelled `glod` is an error, not a new variant."""
+    declared = set(PAPER_VARIANTS) | set(config.get("custom_variants", []))
+    for name in config.get("variants", {}):
+        if name not in declared:
+            raise ConfigError(f"config key 'variants.{name}': not one of the paper's variants{did_you_mean(name, PAPER_VARIANTS)}; "
+                              f"declare a variant of your own in custom_variants: [{name}]")
+    for name in config.get("study_variants", []):
+        if name not in declared:
+            raise ConfigError(f"config key 'study_variants': {name!r} is not a variant name{did_you_mean(name, declared)}")
+
+
+SPLITS = ("train", "dev", "test")
+
+
+def declared_file(config: dict, dataset: str, lang: str, split: str) -> dict | None:
+    """{path, sha256} of a file declared under datasets.<dataset>.files, or None."""
+    entry = config["datasets"][dataset].get("files", {}).get(lang, {}).get(split)
+    if entry is None:
+        return None
+    return {"path": entry, "sha256": None} if isinstance(entry, str) else {"path": entry["path"], "sha256": entry.get("sha256")}
+
+
+def needed_splits(config: dict, dataset: str, lang: str) -> tuple[str, ...]:
+    """The splits a language must have: the source trains, a target is labeled and scored."""
+    return ("train", "test") if lang in config["datasets"][dataset]["targets"] else ("train",)
+
+
+def manifest_keys(config: dict) -> set[tuple[str, str, str]] | None:
+    """(dataset, lang, split) of every file in data_root's MANIFEST.tsv, or None without one."""
+    from glode.manifest import read_manifest
+
+    path = Path(config["data_root"]) / "MANIFEST.tsv"
+    return {e.key for e in read_manifest(path)} if path.is_file() else None
+
+
+def data_split_available(config: dict, dataset: str, lang: str, split: str, in_manifest: set | None) -> bool:
+    return declared_file(config, dataset, lang, split) is not None or in_manifest is None or (dataset, lang, split) in in_manifest
+
+
+def check_data_files(config: dict, in_manifest: set | None) -> None:
+    """Every declared file exists, and every split a language needs is declared or in the
+    manifest, checked when the workflow is planned (not when its first job fails)."""
+    for dataset, spec in config["datasets"].items():
+        for lang, splits in spec.get("files", {}).items():
+            for split in splits:
+                path = Path(declared_file(config, dataset, lang, split)["path"])
+                if not path.is_file():
+                    raise ConfigError(f"config key 'datasets.{dataset}.files.{lang}.{split}': {path} is not a readable file")
+        for lang in [spec["source"], *spec["targets"]]:
+            missing = [s for s in needed_splits(config, dataset, lang) if not data_split_available(config, dataset, lang, s, in_manifest)]
+            if missing:
+                raise ConfigError(
+                    f"config key 'datasets.{dataset}': {dataset}/{lang} has no {'/'.join(missing)} file: it is not in "
+                    f"{Path(config['data_root']) / 'MANIFEST.tsv'}; declare your files as datasets.{dataset}.files.{lang}.<split>: PATH "
+                    "(docs/new-language.md)")
+
+
+def check_config(config: dict) -> None:
+    """Validate against workflow/schemas/config.schema.yaml and check the variant names; raise
+    ConfigError naming the offending key (the Snakefile calls this before planning any job)."""
     import jsonschema
 
     schema = yaml.safe_load(SCHEMA_PATH.read_text())
-    jsonschema.validate(config, schema)
+    validator = jsonschema.validators.validator_for(schema)(schema)
+    error = jsonschema.exceptions.best_match(validator.iter_errors(config))
+    if error is not None:
+        raise ConfigError(schema_error_message(error))
+    check_variant_names(config)
+
+
+def validate_config(config: dict) -> None:
+    check_config(config)
 
 
 def load_config(*overlays: str | Path | dict, base: str | Path = CONFIG_PATH) -> dict[str, Any]:

@@ -183,7 +183,15 @@ def beta_schedule(epoch: int, num_epochs: int, start: float = 0.95, end: float =
 
 
 def _faiss():
-    import faiss  # imported lazily: glode modules that never search should not pay for it
+    # faiss' loader tries its AVX512/AVX2 builds first and logs each miss at INFO as a
+    # "ModuleNotFoundError" (its logger "faiss.loader"): noise in every training log, not an error.
+    loader_log = logging.getLogger("faiss.loader")
+    level = loader_log.level
+    loader_log.setLevel(max(level, logging.WARNING))
+    try:
+        import faiss  # imported lazily: glode modules that never search should not pay for it
+    finally:
+        loader_log.setLevel(level)
 
     # faiss switches from its scalar loop to BLAS only at >= 128000 queries by default; a training
     # step searches a few hundred to a few thousand, where BLAS is 4-6x faster (bench_target_step).
@@ -335,14 +343,14 @@ class DenoiseOptions:
     use_global: bool = option(True, "global-level decision: prototype scores (off = ablation w/o denoising-global)")
     use_local: bool = option(True, "local-level decision: kNN label scores (off = ablation w/o denoising-local)")
     multiple_directions: bool = option(True, "allow several update directions per span (off = ablation w/o multiple directions)")
-    alpha: float = option(0.99, "prototype moving-average rate (Eq. 6)")
-    k: int = option(300, "neighbours retrieved per span for the local score (Eq. 9)")
-    bank_o_fraction: float = option(0.03, "fraction of O spans kept in the neighbour bank (all entity spans are kept)")
-    local_threshold_factor: float = option(0.9, "factor on the local threshold (authors' code 0.9; paper 1.0)")
+    alpha: float = option(0.99, "prototype moving-average rate (Eq. 6)", above=0, below=1)
+    k: int = option(300, "neighbours retrieved per span for the local score (Eq. 9)", minimum=1)
+    bank_o_fraction: float = option(0.03, "fraction of O spans kept in the neighbour bank (all entity spans are kept)", minimum=0, maximum=1)
+    local_threshold_factor: float = option(0.9, "factor on the local threshold (authors' code 0.9; paper 1.0)", above=0)
     normalise_each_direction: bool = option(True, "L1-normalise global and local directions before adding them (Eq. 10; authors' code)")
-    update_start_epoch: int = option(2, "first epoch (0-based) whose pseudo labels are updated (authors' code: 2)")
-    beta_start: float = option(0.95, "Eq. 11 update rate at the first epoch")
-    beta_end: float = option(0.80, "Eq. 11 update rate at the last epoch")
+    update_start_epoch: int = option(2, "first epoch (0-based) whose pseudo labels are updated (authors' code: 2)", minimum=0)
+    beta_start: float = option(0.95, "Eq. 11 update rate at the first epoch", above=0, maximum=1)
+    beta_end: float = option(0.80, "Eq. 11 update rate at the last epoch", above=0, maximum=1)
 
 
 class Denoiser:

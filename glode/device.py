@@ -32,6 +32,8 @@ def select_device(spec: str = "auto") -> torch.device:
 
 
 PRECISIONS = ("auto", "bf16", "fp32")
+# What `select_device` accepts (the config schema and the stages' flags check it up front).
+DEVICE_PATTERN = r"auto|cpu|cuda(:\d+)?"
 
 
 @functools.lru_cache(maxsize=1)

@@ -44,7 +44,12 @@ from torch import nn
 from transformers import AutoConfig, AutoModel, PretrainedConfig, PreTrainedModel
 from transformers.utils import ModelOutput
 
+from glode.backbone import check_if_local, explain_load_errors, is_local_path, local_load_options
+
 log = logging.getLogger(__name__)
+
+# A saved span model is not rebuilt with `glode backbone`, but by the stage that wrote it.
+SAVED_MODEL_REBUILD = "it was written by a glode stage (train-source, train-target): delete it and run that stage again (Snakemake reruns a missing output)"
 
 MORPH_CLASSES = 5  # glode.spans.morph_class: upper, lower, title, digit, other
 MORPH_PAD = MORPH_CLASSES  # padding id of the per-word morphology slots (zero embedding)
@@ -99,6 +104,14 @@ class SpanModelConfig(PretrainedConfig):
     def span_dim(self) -> int:
         """Width of z: 2 * hidden + subword width + word width + morphology."""
         return 2 * self.encoder_config["hidden_size"] + self.subword_width_dim + self.word_width_dim + self.morph_dim
+
+
+def _pretrained_encoder(backbone: str, **kwargs) -> PreTrainedModel:
+    """`AutoModel.from_pretrained`, without the pooler where the encoder has one (BERT-like)."""
+    try:
+        return AutoModel.from_pretrained(backbone, add_pooling_layer=False, **kwargs)
+    except TypeError:
+        return AutoModel.from_pretrained(backbone, **kwargs)
 
 
 def build_encoder(encoder_config: dict) -> PreTrainedModel:
@@ -252,9 +265,14 @@ class SpanModel(PreTrainedModel):
         self.projection.requires_grad_(config.train_projection)
 
     @classmethod
-    def from_pretrained(cls, *args, **kwargs):
-        """HF loading, then re-tie the MLM decoder and re-freeze the projection (loading resets both)."""
-        loaded = super().from_pretrained(*args, **kwargs)
+    def from_pretrained(cls, pretrained_model_name_or_path, *args, **kwargs):
+        """HF loading, then re-tie the MLM decoder and re-freeze the projection (loading resets both).
+        A local directory is checked first and never looked up on the hub (glode.backbone)."""
+        name = pretrained_model_name_or_path
+        for key, value in local_load_options(name, ("config", "weights"), SAVED_MODEL_REBUILD).items():
+            kwargs.setdefault(key, value)
+        with explain_load_errors(name, SAVED_MODEL_REBUILD):
+            loaded = super().from_pretrained(name, *args, **kwargs)
         model = loaded[0] if isinstance(loaded, tuple) else loaded
         model.tie_mlm_decoder()
         model.projection.requires_grad_(model.config.train_projection)
@@ -298,21 +316,22 @@ class SpanModel(PreTrainedModel):
 
         `encoder_layers=N>0` keeps only the backbone's bottom N transformer layers (a CPU-demo
         economy: every forward and backward pass costs about N/L of the full encoder's)."""
+        local = local_load_options(backbone, ("config", "weights"))  # a clear error before the library's, and no hub look-up
         kwargs = {}
         if encoder_layers > 0:
-            available = AutoConfig.from_pretrained(str(backbone)).num_hidden_layers
+            with explain_load_errors(backbone):
+                available = AutoConfig.from_pretrained(str(backbone), **local).num_hidden_layers
             if encoder_layers > available:
                 raise ValueError(f"encoder_layers {encoder_layers} > the {available} layers of backbone {backbone}")
             kwargs["num_hidden_layers"] = encoder_layers
-        try:
-            pretrained = AutoModel.from_pretrained(str(backbone), add_pooling_layer=False, **kwargs)
-        except TypeError:
-            pretrained = AutoModel.from_pretrained(str(backbone), **kwargs)
+        with explain_load_errors(backbone):
+            pretrained = _pretrained_encoder(str(backbone), **local, **kwargs)
         config = SpanModelConfig(encoder_config=pretrained.config.to_dict(), classes=list(classes), **config_overrides)
         model = cls(config)
         model.encoder.load_state_dict(pretrained.state_dict(), strict=True)
         model.config.backbone = str(backbone)
-        head = pretrained_mlm_head_state(backbone)
+        with explain_load_errors(backbone):
+            head = pretrained_mlm_head_state(backbone)
         if head is not None:  # XLM-R and BERT checkpoints carry their pretraining MLM head: start from it, as the authors' model does
             model.mlm_head.load_state_dict(head, strict=False)
             log.info("MLM head: the pretrained one of %s", backbone)
@@ -492,19 +511,23 @@ def _cached_tokenizer(name_or_path: str, stamp: tuple):
         return PreTrainedTokenizerFast(tokenizer_object=Tokenizer.from_file(str(path / "tokenizer.json")), model_max_length=settings.get("model_max_length", 512), **special)
     from transformers import AutoTokenizer
 
-    return AutoTokenizer.from_pretrained(name_or_path)
+    local = {"local_files_only": True} if is_local_path(name_or_path) else {}  # checked by load_tokenizer
+    return AutoTokenizer.from_pretrained(name_or_path, **local)
 
 
-def load_tokenizer(name_or_path: str | Path):
+def load_tokenizer(name_or_path: str | Path, rebuild: str | None = None):
     """`AutoTokenizer.from_pretrained`, cached per process (keyed on the directory's tokenizer files'
     modification times): the 250k-piece XLM-R tokenizer takes seconds to load, and tests and
-    notebooks call several stages in one process. Callers must not change its settings."""
+    notebooks call several stages in one process. Callers must not change its settings.
+    A local directory is checked first (glode.backbone; `rebuild` is the hint of its error)."""
+    check_if_local(name_or_path, ("tokenizer",), rebuild)
     path = Path(name_or_path)
     stamp = tuple(sorted((f.name, f.stat().st_mtime_ns) for f in path.glob("tokenizer*"))) if path.is_dir() else ()
-    return _cached_tokenizer(str(name_or_path), stamp)
+    with explain_load_errors(name_or_path, rebuild):
+        return _cached_tokenizer(str(name_or_path), stamp)
 
 
 def load_span_model(path: str | Path, device: torch.device | str = "cpu") -> tuple[SpanModel, object]:
     """A saved span model (eval mode, on `device`) and the tokenizer saved next to it."""
     model = SpanModel.from_pretrained(str(path))
-    return model.to(device).eval(), load_tokenizer(path)
+    return model.to(device).eval(), load_tokenizer(path, SAVED_MODEL_REBUILD)

@@ -53,12 +53,73 @@ def add_options(parser: argparse.ArgumentParser, cls: type, group: str | None = 
 
 
 def options_from_args(cls: type[T], args: argparse.Namespace) -> T:
+    """The dataclass of a stage's flags, its declared ranges checked (a stage run by hand is
+    checked like one that the workflow runs)."""
     values: dict[str, Any] = {f.name: getattr(args, f.name) for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
-    return cls(**values)
+    opts = cls(**values)
+    check_ranges(opts)
+    return opts
 
 
-def option(default: Any, help: str) -> Any:
-    """A dataclass field with a help text for its command-line flag."""
+class OptionError(ValueError):
+    """A setting outside its declared range; the message names the flag and the config key."""
+
+
+def option(default: Any, help: str, *, minimum: float | None = None, maximum: float | None = None,
+           above: float | None = None, below: float | None = None, choices: tuple | None = None,
+           pattern: str | None = None) -> Any:
+    """A dataclass field with a help text for its command-line flag and its valid range:
+    `minimum`/`maximum` inclusive, `above`/`below` exclusive bounds, `choices` for strings,
+    `pattern` a regular expression the whole value must match. workflow/schemas/config.schema.yaml
+    declares the same ranges for the config keys (tests/test_config.py keeps the two equal)."""
+    bounds = {"minimum": minimum, "maximum": maximum, "exclusiveMinimum": above, "exclusiveMaximum": below}
+    metadata = {"help": help, "bounds": {k: v for k, v in bounds.items() if v is not None}, "choices": choices, "pattern": pattern}
     if isinstance(default, (list, dict)):
-        return dataclasses.field(default_factory=lambda: type(default)(default), metadata={"help": help})
-    return dataclasses.field(default=default, metadata={"help": help})
+        return dataclasses.field(default_factory=lambda: type(default)(default), metadata=metadata)
+    return dataclasses.field(default=default, metadata=metadata)
+
+
+_BOUND_TEXT = {"minimum": ">=", "maximum": "<=", "exclusiveMinimum": ">", "exclusiveMaximum": "<"}
+
+
+def range_violation(value: Any, metadata: Any) -> str | None:
+    """Why `value` is outside a field's declared range, or None."""
+    import re
+
+    choices, pattern = metadata.get("choices"), metadata.get("pattern")
+    if choices is not None and value not in choices:
+        return f"must be one of {list(choices)}"
+    if pattern is not None and not re.fullmatch(pattern, str(value)):
+        return f"must match {pattern}"
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    for bound, limit in metadata.get("bounds", {}).items():
+        ok = {"minimum": value >= limit, "maximum": value <= limit, "exclusiveMinimum": value > limit, "exclusiveMaximum": value < limit}[bound]
+        if not ok:
+            return f"must be {_BOUND_TEXT[bound]} {limit}"
+    return None
+
+
+def check_ranges(opts: Any) -> None:
+    """Raise OptionError for the first field of dataclass `opts` outside its declared range."""
+    for field in dataclasses.fields(opts):
+        value = getattr(opts, field.name)
+        problem = range_violation(value, field.metadata)
+        if problem:
+            raise OptionError(f"{_flag(field.name)} {value!r}: {problem}")
+
+
+def field_schema(cls: type) -> dict[str, dict]:
+    """The JSON-schema property of every field of `cls`: its type and declared range."""
+    hints = typing.get_type_hints(cls)
+    types = {bool: "boolean", int: "integer", float: "number", str: "string"}
+    schema = {}
+    for field in dataclasses.fields(cls):
+        prop: dict[str, Any] = {"type": types[hints[field.name]]} if hints[field.name] in types else {}
+        prop.update(field.metadata.get("bounds", {}))
+        if field.metadata.get("choices") is not None:
+            prop["enum"] = list(field.metadata["choices"])
+        if field.metadata.get("pattern") is not None:
+            prop["pattern"] = field.metadata["pattern"]
+        schema[field.name] = prop
+    return schema

@@ -1,8 +1,10 @@
 """`glode prepare`: read one benchmark file, check it, and write its sentences to Parquet.
 
-The file is located through MANIFEST.tsv (under --data-root, or downloaded with --download),
-its sha256 is always checked, and the parsed sentence, `-DOCSTART-` and per-type entity counts
-must equal the manifest's. Output follows docs/data-formats.md ("Sentences"). For the train
+A benchmark file is located through MANIFEST.tsv (under --data-root, or downloaded with
+--download), its sha256 is always checked, and the parsed sentence, `-DOCSTART-` and per-type
+entity counts must equal the manifest's. A file of your own (`--file`, a language declared in the
+config: docs/new-language.md) needs no manifest: its sha256 is checked where one is pinned
+(`--sha256`), and its counts are logged and kept in the metadata. Output follows docs/data-formats.md ("Sentences"). For the train
 split of a target language (the paper's unlabeled target data) the words go to --out without a
 `tags` column, and the tags go to --gold-out, marked `hidden_gold: true` so that
 `glode.data.load_sentences` refuses it.
@@ -21,14 +23,18 @@ import pyarrow as pa
 
 from glode.conll import ConllFile, read_conll
 from glode.io import GlodeInputError, setup_logging, write_parquet
-from glode.manifest import ManifestEntry, fetch, find_entry, read_manifest
+from glode.manifest import SCHEMES, ManifestEntry, fetch, find_entry, read_manifest, sha256_of, verify_checksum
 
 log = logging.getLogger(__name__)
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="glode prepare", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--data-root", type=Path, required=True, help="directory holding MANIFEST.tsv and the benchmark files")
+    parser.add_argument("--data-root", type=Path, help="directory holding MANIFEST.tsv and the benchmark files (required without --file)")
+    parser.add_argument("--file", type=Path, help="a file of your own, read without a manifest (CoNLL-style columns with the tag last, or PAN-X `token<TAB>tag`)")
+    parser.add_argument("--sha256", help="with --file: its pinned sha256 (checked when given)")
+    parser.add_argument("--scheme", choices=SCHEMES, default="BIO", help="with --file: its tag scheme (default BIO)")
+    parser.add_argument("--encoding", default="UTF-8", help="with --file: its encoding (default UTF-8)")
     parser.add_argument("--manifest", type=Path, default=None, help="default: <data-root>/MANIFEST.tsv")
     parser.add_argument("--dataset", required=True, help="e.g. conll, wikiann")
     parser.add_argument("--lang", required=True)
@@ -74,27 +80,44 @@ def _check_counts(parsed: ConllFile, entry: ManifestEntry, manifest: Path) -> No
         raise GlodeInputError(parsed.path, "; ".join(problems) + f" ({manifest} line {entry.line})")
 
 
-def prepare(args: argparse.Namespace) -> None:
+def read_manifest_file(args: argparse.Namespace) -> tuple[ConllFile, str, str, str]:
+    """A benchmark file through MANIFEST.tsv: (parsed, sha256, scheme, encoding); counts checked."""
     manifest = args.manifest or args.data_root / "MANIFEST.tsv"
     entries = read_manifest(manifest)
     try:
         entry = find_entry(entries, args.dataset, args.lang, args.split)
     except KeyError as err:
-        raise GlodeInputError(manifest, str(err.args[0])) from None
+        raise GlodeInputError(manifest, f"{err.args[0]}. A language of your own is declared in the config instead: docs/new-language.md") from None
     source = fetch(entry, args.data_root, args.download_dir, allow_download=args.download)
     log.info("%s: sha256 ok (%s)", source, entry.sha256)
-
     parsed = read_conll(source, args.entity_types, encoding=entry.encoding, scheme=entry.scheme)
     _check_counts(parsed, entry, manifest)
+    return parsed, entry.sha256, entry.scheme, entry.encoding
+
+
+def read_declared_file(args: argparse.Namespace) -> tuple[ConllFile, str, str, str]:
+    """A file of your own (--file): sha256 checked where pinned, counts logged (no manifest)."""
+    if not args.file.is_file():
+        raise GlodeInputError(args.file, f"no such file ({args.dataset}/{args.lang}/{args.split})")
+    if args.sha256:
+        verify_checksum(args.file, args.sha256)
+        log.info("%s: sha256 ok (%s)", args.file, args.sha256.lower())
+    parsed = read_conll(args.file, args.entity_types, encoding=args.encoding, scheme=args.scheme)
+    return parsed, args.sha256.lower() if args.sha256 else sha256_of(args.file), args.scheme, args.encoding
+
+
+def prepare(args: argparse.Namespace) -> None:
+    parsed, sha256, scheme, encoding = read_declared_file(args) if args.file else read_manifest_file(args)
+    source = parsed.path
     sentences = parsed.sentences
     log.info(
         "%s: %d sentences, %d tokens, %d -DOCSTART- lines, %s-separated %d columns, %s, %s",
-        source, len(sentences), parsed.tokens, parsed.docstart_lines, parsed.separator, parsed.columns, entry.encoding, entry.scheme,
+        source, len(sentences), parsed.tokens, parsed.docstart_lines, parsed.separator, parsed.columns, encoding, scheme,
     )
     log.info(
         "%s: %d entities %s; %d I- tags opened an entity and became B- (%s)",
         source, parsed.entity_total, parsed.entity_counts, parsed.opened_by_i,
-        "IOB1 -> BIO" if entry.scheme == "IOB1" else "lenient BIO",
+        "IOB1 -> BIO" if scheme == "IOB1" else "lenient BIO",
     )
 
     hidden = args.role == "target" and args.split == "train"
@@ -106,10 +129,12 @@ def prepare(args: argparse.Namespace) -> None:
         "entity_types": list(args.entity_types),
         "labeled": not hidden,
         "source_path": str(source),
-        "sha256": entry.sha256,
-        "scheme": entry.scheme,
-        "encoding": entry.encoding,
+        "sha256": sha256,
+        "scheme": scheme,
+        "encoding": encoding,
     }
+    if args.file:  # no manifest checked the counts: keep them with the data
+        metadata["counts"] = {"sentences": len(sentences), "docstart_lines": parsed.docstart_lines, "entities": parsed.entity_counts}
     # Counts were checked on the whole file; a demo-scale sample keeps the original sent_ids.
     keep = sample_indices(len(sentences), args.max_sentences if args.split == "train" else 0, args.sample_seed)
     if len(keep) < len(sentences):
@@ -141,6 +166,10 @@ def main(argv: list[str] | None = None) -> int:
             parser.error("--gold-out is required for the train split of a target language (its tags are hidden)")
         if not hidden and args.gold_out is not None:
             parser.error("--gold-out is only for the train split of a target language")
+        if args.file is None and args.data_root is None:
+            parser.error("--data-root is required (or --file for a file of your own)")
+        if args.file is None and args.sha256:
+            parser.error("--sha256 goes with --file (a manifest pins its own files)")
         if args.gold_out is not None and args.gold_out.resolve() == args.out.resolve():
             parser.error("--gold-out must differ from --out")
         prepare(args)

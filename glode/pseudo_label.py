@@ -30,7 +30,7 @@ import torch
 
 from glode.batching import build_items, make_loader, move_batch, read_spans
 from glode.data import load_sentences
-from glode.device import PRECISIONS, autocast, describe_device, select_device
+from glode.device import DEVICE_PATTERN, PRECISIONS, autocast, describe_device, select_device
 from glode.io import GlodeInputError, read_parquet_metadata, setup_logging, write_parquet
 from glode.model import SpanModel, load_span_model
 from glode.options import add_options, option, options_from_args
@@ -126,10 +126,10 @@ def predictions_frame(spans: pd.DataFrame, sentences: pd.DataFrame, probs: np.nd
 @dataclass
 class PseudoLabelOptions:
     pruned: bool = option(False, "authors' form: spans predicted O and overlap losers become one-hot O")
-    batch_size: int = option(32, "sentences per batch")
-    device: str = option("auto", "auto (CUDA if available, else CPU), cpu, cuda, cuda:N")
-    precision: str = option("auto", "auto (bf16 autocast on CUDA, fp32 on the CPU), bf16 (autocast on CUDA or a CPU with bf16 support), fp32")
-    num_workers: int = option(0, "DataLoader worker processes")
+    batch_size: int = option(32, "sentences per batch", minimum=1)
+    device: str = option("auto", "auto (CUDA if available, else CPU), cpu, cuda, cuda:N", pattern=DEVICE_PATTERN)
+    precision: str = option("auto", "auto (bf16 autocast on CUDA, fp32 on the CPU), bf16 (autocast on CUDA or a CPU with bf16 support), fp32", choices=PRECISIONS)
+    num_workers: int = option(0, "DataLoader worker processes", minimum=0)
 
     def validate(self) -> None:
         if self.batch_size < 1:

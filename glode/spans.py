@@ -166,6 +166,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--tokenizer", required=True, help="Hugging Face tokenizer name or directory (the backbone's)")
     parser.add_argument("--max-span-len", type=int, default=4, help="longest candidate span in words (default: 4)")
     parser.add_argument("--max-seq-len", type=int, default=128, help="encoder window in subwords, with <s> and </s> (default: 128)")
+    parser.add_argument("--warn-unreachable", type=float, default=0.05, help="warn when more than this share of the gold entities can never be predicted (default: 0.05)")
     parser.add_argument("--out", required=True, type=Path, help="spans Parquet to write")
     parser.add_argument("--stats-out", required=True, type=Path, help="statistics JSON to write")
     parser.add_argument("--log", type=Path, help="also log to this file")
@@ -187,7 +188,23 @@ def main(argv: list[str] | None = None) -> int:
     write_parquet(table, args.out, metadata={**{k: meta.get(k) for k in ("dataset", "lang", "split", "entity_types", "labeled")}, **stats})
     write_json(stats, args.stats_out)
     log.info("%s: %d sentences -> %d spans (%s)", args.sentences, stats["sentences"], stats["spans"], {k: stats[k] for k in ("gold_entities", "unreachable_too_long", "unreachable_truncated")})
+    report_unreachable(args.sentences, stats, args.warn_unreachable)
     return 0
+
+
+def report_unreachable(path: Path, stats: dict, warn_above: float) -> None:
+    """Log the share of gold entities that no candidate span can reach (they are always missed),
+    as a warning above `warn_above`: a language with long names wants a larger max_span_len."""
+    if not stats.get("gold_entities"):
+        return  # an unlabeled split (its gold is hidden) or no entities: nothing to count
+    too_long, truncated = stats["unreachable_too_long"], stats["unreachable_truncated"]
+    share = (too_long + truncated) / stats["gold_entities"]
+    message = (f"{path}: {100 * share:.1f}% of {stats['gold_entities']} gold entities can never be predicted "
+               f"({too_long} longer than max_span_len {stats['max_span_len']}, {truncated} past the {stats['max_seq_len']}-piece window)")
+    if share > warn_above:
+        log.warning("%s; recall on this file is at most %.1f%%. Raise spans.max_span_len to reach more (docs/scales.md: its cost)", message, 100 * (1 - share))
+    else:
+        log.info(message)
 
 
 if __name__ == "__main__":

@@ -72,6 +72,7 @@ class MetricsRecord:
     system: str
     seed: int
     f1: float
+    unreachable: tuple[int, int] | None = None  # (gold entities no span can reach, gold entities)
 
 
 def parse_metrics_path(path: Path | str) -> tuple[str, str, str, int]:
@@ -115,8 +116,24 @@ def seqeval_f1(obj: dict, path: Path | str) -> float:
 
 def read_metrics(path: Path | str) -> MetricsRecord:
     dataset, lang, system, seed = parse_metrics_path(path)
-    f1 = seqeval_f1(read_json_file(path), path)
-    return MetricsRecord(Path(path), dataset, lang, system, seed, 100.0 * f1)
+    obj = read_json_file(path)
+    f1 = seqeval_f1(obj, path)
+    counts = obj.get("unreachable") or {}
+    unreachable = (counts["total"], counts["gold_entities"]) if counts.get("gold_entities") else None
+    return MetricsRecord(Path(path), dataset, lang, system, seed, 100.0 * f1, unreachable)
+
+
+def unreachable_note(records: Sequence[MetricsRecord]) -> str | None:
+    """The share of each target's gold test entities that no candidate span can reach (longer
+    than max_span_len, or past the encoder window): seqeval counts them as missed, whatever the model."""
+    shares = {}
+    for r in records:
+        if r.unreachable and (r.dataset, r.lang) not in shares:
+            shares[(r.dataset, r.lang)] = r.unreachable
+    if not shares:
+        return None
+    parts = [f"{lang} {100.0 * n / total:.1f}% ({n:,} of {total:,})" for (_, lang), (n, total) in sorted(shares.items(), key=lambda kv: kv[0][1])]
+    return "Gold test entities that no candidate span can reach, counted as missed: " + ", ".join(parts) + "."
 
 
 def load_metrics(paths: Iterable[Path | str]) -> list[MetricsRecord]:
@@ -311,7 +328,7 @@ def format_cell(cell: Cell, delta: float | None = None) -> str:
     return text
 
 
-def rows_to_markdown(table: int, rows: Sequence[Row], backbone: str, scale: str) -> str:
+def rows_to_markdown(table: int, rows: Sequence[Row], backbone: str, scale: str, unreachable: str | None = None) -> str:
     langs = [lang for _, lang in table_targets(table)]
     with_avg = table in (1, 2)
     header = ["Method", "Source", *langs] + (["Avg"] if with_avg else [])
@@ -335,6 +352,8 @@ def rows_to_markdown(table: int, rows: Sequence[Row], backbone: str, scale: str)
         name = f"{row.name} ‡" if row.note else row.name
         lines.append("| " + " | ".join([name, "ours" if row.source == "ours" else "published", *cells]) + " |")
     lines += ["", "Cells: mean ± sample standard deviation over n seeds (± 0.00 for one seed); published cells are as printed; – = no result."]
+    if unreachable:
+        lines.append(unreachable)
     if table == 3:
         lines.append("Brackets: variant - GLoDe of the same source (ours: from unrounded means; negative = a drop).")
     if with_avg:
@@ -378,7 +397,7 @@ def main(argv: list[str] | None = None) -> int:
     warn_unplaced(records)
     rows = build_rows(args.table, records)
     frame = rows_to_frame(args.table, rows, args.backbone, args.scale)
-    markdown = rows_to_markdown(args.table, rows, args.backbone, args.scale)
+    markdown = rows_to_markdown(args.table, rows, args.backbone, args.scale, unreachable_note(records))
     write_csv(frame, args.out)
     if args.out_md:
         write_text(markdown, args.out_md)

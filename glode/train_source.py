@@ -74,10 +74,10 @@ _LOSS_KEYS = ("loss_src", "loss_mlm", "loss_total")
 
 @dataclass
 class SourceTrainingOptions(TrainingOptions):
-    epochs: int = option(8, "passes over the source sentences (paper: 8)")
+    epochs: int = option(8, "passes over the source sentences (paper: 8)", minimum=1)
     use_mlm: bool = option(True, "false: no MLM term (ablation 'w/o mlm init', zero-shot baseline)")
-    max_source_sentences: int = option(0, "demo scale: seeded subsample of the source sentences (0 = all)")
-    max_target_sentences: int = option(0, "demo scale: seeded subsample of the target sentences (0 = all)")
+    max_source_sentences: int = option(0, "demo scale: seeded subsample of the source sentences (0 = all)", minimum=0)
+    max_target_sentences: int = option(0, "demo scale: seeded subsample of the target sentences (0 = all)", minimum=0)
 
     def validate(self) -> None:
         self.validate_common()

@@ -125,11 +125,11 @@ _TARGET_SPAN_COLUMNS = ("sent_id", "start", "end", "width", "morph")
 
 @dataclass
 class TargetTrainingOptions(TrainingOptions):
-    num_epochs: int = option(8, "target epochs of the whole run (paper: 8, 6 for zh; authors' code: 5); sets the LR schedule and beta")
-    aux_task: str = option("mlm", "auxiliary term of Eq. 5: mlm (GLoDe), supcon (Table 4's GLoDe_agnostic), none (ablation w/o mlm)")
-    supcon_weight: float = option(1.0, "weight of the supcon term (replaces w * L_mlm)")
-    supcon_temperature: float = option(0.1, "temperature of the supervised contrastive loss")
-    supcon_max_spans: int = option(1024, "at most this many spans per step in the supcon loss: all entity spans first, then seeded O spans (0 = all)")
+    num_epochs: int = option(8, "target epochs of the whole run (paper: 8, 6 for zh; authors' code: 5); sets the LR schedule and beta", minimum=1)
+    aux_task: str = option("mlm", "auxiliary term of Eq. 5: mlm (GLoDe), supcon (Table 4's GLoDe_agnostic), none (ablation w/o mlm)", choices=AUX_TASKS)
+    supcon_weight: float = option(1.0, "weight of the supcon term (replaces w * L_mlm)", minimum=0)
+    supcon_temperature: float = option(0.1, "temperature of the supervised contrastive loss", above=0)
+    supcon_max_spans: int = option(1024, "at most this many spans per step in the supcon loss: all entity spans first, then seeded O spans (0 = all)", minimum=0)
     denoise: bool = option(True, "global-local denoising of the pseudo labels (false = ablation w/o denoising: labels never change)")
 
     def validate(self) -> None:
@@ -497,7 +497,8 @@ def labels_metadata(files: TargetFiles, inputs: TargetInputs, epoch: int, opts: 
     meta = {k: spans_meta.get(k) for k in ("dataset", "lang", "split") if k in spans_meta}
     meta.update(
         classes=inputs.classes,
-        model=str(files.model_out) if files.model_out else str(files.state_out / "model"),
+        # Only the run's last model outlives the run ({run}/model): earlier epochs' are temporary.
+        model=str(files.model_out) if files.model_out else (str(files.state_out.parent.parent / "model") if epoch == opts.num_epochs - 1 else None),
         pruned=bool(inputs.labels_meta.get("pruned", False)),
         spans_path=str(files.target_spans),
         sentences_path=str(files.target_sentences),

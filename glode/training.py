@@ -24,6 +24,7 @@ import json
 import logging
 import os
 import random
+import re
 import sys
 import time
 from dataclasses import dataclass
@@ -35,7 +36,7 @@ import torch
 
 from glode.batching import move_batch
 from glode.data import class_names
-from glode.device import PRECISIONS, autocast, make_generator
+from glode.device import DEVICE_PATTERN, PRECISIONS, autocast, make_generator
 from glode.io import GlodeInputError, read_parquet_metadata, write_json
 from glode.model import SpanModel
 from glode.objectives import MLM_NORMALISATIONS, mask_tokens, masked_lm_loss
@@ -44,34 +45,37 @@ from glode.spans import SpanSettings
 
 log = logging.getLogger(__name__)
 
+# glode.io.atomic_path's temporary file of output NAME: ".NAME.<random letters, digits, _>.tmp"
+_TEMP_FILE_NAME = re.compile(r"\.(?P<output>.+)\.[A-Za-z0-9_]+\.tmp")
+
 
 @dataclass
 class TrainingOptions:
     """Optimization and model settings of both training stages (paper 4.1 and the authors' runs)."""
 
-    batch_size: int = option(8, "sentences per source batch and per target batch")
-    grad_accumulation: int = option(4, "batches per optimizer update (8 x 4 = the paper's 32)")
-    lr: float = option(1e-5, "AdamW learning rate")
-    head_lr: float = option(0.0, "learning rate of the parts outside the encoder (classifier, width/morphology embeddings, MLM transform); 0 = lr, as the paper (demo scale: higher)")
-    adam_beta1: float = option(0.9, "AdamW beta1")
-    adam_beta2: float = option(0.98, "AdamW beta2")
-    adam_eps: float = option(1e-8, "AdamW epsilon")
-    weight_decay: float = option(0.01, "AdamW weight decay (not on biases and LayerNorm weights)")
-    warmup_steps: int = option(50, "linear warm-up updates, then linear decay to 0 at the end of the run")
-    grad_clip: float = option(1.0, "gradient norm clipping (0 = off)")
-    dropout: float = option(0.2, "dropout on the span vector before the classifier")
-    mask_rate: float = option(0.25, "MLM mask rate r_m")
-    mlm_weight: float = option(1e-3, "w in Eqs. 3 and 5 (paper: 1e-3; 1e-5 for es)")
-    mlm_normalisation: str = option("masked", "Eq. 2 averaging: 'masked' (authors: mean over masked tokens) or 'tokens' (paper: 1/|X'| per sentence)")
+    batch_size: int = option(8, "sentences per source batch and per target batch", minimum=1)
+    grad_accumulation: int = option(4, "batches per optimizer update (8 x 4 = the paper's 32)", minimum=1)
+    lr: float = option(1e-5, "AdamW learning rate", above=0)
+    head_lr: float = option(0.0, "learning rate of the parts outside the encoder (classifier, width/morphology embeddings, MLM transform); 0 = lr, as the paper (demo scale: higher)", minimum=0)
+    adam_beta1: float = option(0.9, "AdamW beta1", minimum=0, below=1)
+    adam_beta2: float = option(0.98, "AdamW beta2", minimum=0, below=1)
+    adam_eps: float = option(1e-8, "AdamW epsilon", above=0)
+    weight_decay: float = option(0.01, "AdamW weight decay (not on biases and LayerNorm weights)", minimum=0)
+    warmup_steps: int = option(50, "linear warm-up updates, then linear decay to 0 at the end of the run", minimum=0)
+    grad_clip: float = option(1.0, "gradient norm clipping (0 = off)", minimum=0)
+    dropout: float = option(0.2, "dropout on the span vector before the classifier", minimum=0, below=1)
+    mask_rate: float = option(0.25, "MLM mask rate r_m", above=0, maximum=1)
+    mlm_weight: float = option(1e-3, "w in Eqs. 3 and 5 (paper: 1e-3; 1e-5 for es)", minimum=0)
+    mlm_normalisation: str = option("masked", "Eq. 2 averaging: 'masked' (authors: mean over masked tokens) or 'tokens' (paper: 1/|X'| per sentence)", choices=MLM_NORMALISATIONS)
     train_projection: bool = option(False, "let gradients reach the 128-d projection head (authors: never trained)")
-    seed: int = option(1, "seed of everything random in the run")
+    seed: int = option(1, "seed of everything random in the run", minimum=0)
     freeze_word_embeddings: bool = option(False, "CPU demo: freeze the word embeddings (and the tied MLM decoder)")
-    train_top_layers: int = option(0, "CPU demo: train only the encoder's top N layers (0 = all)")
-    encoder_layers: int = option(0, "CPU demo: keep only the backbone's bottom N layers (0 = all); a model built on the backbone, not one resumed")
+    train_top_layers: int = option(0, "CPU demo: train only the encoder's top N layers (0 = all)", minimum=0)
+    encoder_layers: int = option(0, "CPU demo: keep only the backbone's bottom N layers (0 = all); a model built on the backbone, not one resumed", minimum=0)
     cache_frozen_layers: bool = option(False, "feed the frozen bottom layers' output from a `glode frozen-states` file (needs train_top_layers; their dropout is then off)")
-    device: str = option("auto", "auto (CUDA if available, else CPU), cpu, cuda, cuda:N")
-    precision: str = option("auto", "auto (bf16 autocast on CUDA, fp32 on the CPU), bf16 (autocast on CUDA or a CPU with bf16 support), fp32")
-    num_workers: int = option(0, "DataLoader worker processes")
+    device: str = option("auto", "auto (CUDA if available, else CPU), cpu, cuda, cuda:N", pattern=DEVICE_PATTERN)
+    precision: str = option("auto", "auto (bf16 autocast on CUDA, fp32 on the CPU), bf16 (autocast on CUDA or a CPU with bf16 support), fp32", choices=PRECISIONS)
+    num_workers: int = option(0, "DataLoader worker processes", minimum=0)
 
     def validate_common(self) -> None:
         if self.mlm_normalisation not in MLM_NORMALISATIONS:
@@ -234,13 +238,36 @@ def update_record(step: int, epoch: int, group: UpdateGroup, lr: float, losses: 
     return {"step": step, "epoch": epoch, **losses, "lr": lr, "sentences_per_s": group.sentences_per_s()}
 
 
+def remove_stale_temp_files(temp_file: os.PathLike | str) -> list[Path]:
+    """Delete the other temporary files of the output that `temp_file` will become (glode.io's
+    atomic_path names them `.<output name>.<random>.tmp`); returns what it deleted.
+
+    A training stage opens its log's temporary file when it starts and renames it into place only
+    when it ends, so a job killed in between (SIGKILL, a lost node) leaves a `.train_log.jsonl.*.tmp`
+    behind. Only one job writes an output at a time (Snakemake locks its outputs), so when a job
+    starts, every other temporary file of its log belongs to a job that is gone."""
+    temp_file = Path(temp_file)
+    match = _TEMP_FILE_NAME.fullmatch(temp_file.name)
+    if match is None:
+        return []  # not an atomic_path temporary file: nothing of ours to tidy
+    siblings = re.compile(rf"\.{re.escape(match.group('output'))}\.[A-Za-z0-9_]+\.tmp")
+    stale = [p for p in temp_file.parent.iterdir() if siblings.fullmatch(p.name) and p.name != temp_file.name and p.is_file()]
+    for path in stale:
+        path.unlink(missing_ok=True)
+        log.info("removed %s, left by a job that was killed before it finished", path)
+    return stale
+
+
 class UpdateLog:
     """Where a training stage reports its updates: one JSON line each in `file` (already open;
-    the caller renames it into place with its other outputs) and a progress bar on a terminal."""
+    the caller renames it into place with its other outputs) and a progress bar on a terminal.
+    Temporary files of the same log that a killed job left behind are removed when it starts."""
 
     def __init__(self, file: IO[str] | None, total: int, desc: str, progress: bool | None = None):
         from tqdm.auto import tqdm
 
+        if file is not None and isinstance(getattr(file, "name", None), str):
+            remove_stale_temp_files(file.name)
         self.file = file
         self.bar = tqdm(total=total, desc=desc, unit="update", disable=not (sys.stderr.isatty() if progress is None else progress))
         self.last: dict = {}

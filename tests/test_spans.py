@@ -101,3 +101,17 @@ def test_span_settings_come_from_the_spans_files_and_must_agree(tmp_path):
         read_span_settings(tmp_path / "a.parquet", tmp_path / "wide.parquet")
     with pytest.raises(GlodeInputError, match=r"bare\.parquet.*no max_span_len or max_seq_len"):
         read_span_settings(tmp_path / "bare.parquet")
+
+
+def test_unreachable_share_is_logged_and_warned_above_the_threshold(caplog):
+    from glode.spans import report_unreachable
+
+    stats = {"gold_entities": 40, "unreachable_too_long": 5, "unreachable_truncated": 1, "max_span_len": 4, "max_seq_len": 128}
+    with caplog.at_level("INFO", logger="glode.spans"):
+        report_unreachable("xx/test.parquet", stats, warn_above=0.05)
+        report_unreachable("xx/test.parquet", stats, warn_above=0.20)
+        report_unreachable("xx/train.parquet", {**stats, "gold_entities": None}, warn_above=0.05)  # hidden gold: nothing
+    warning, info = caplog.records
+    assert warning.levelname == "WARNING" and "15.0% of 40 gold entities can never be predicted (5 longer than max_span_len 4, 1 past" in warning.message
+    assert "recall on this file is at most 85.0%" in warning.message
+    assert info.levelname == "INFO" and "15.0% of 40" in info.message

@@ -196,3 +196,14 @@ def test_same_run_twice_is_an_error(tmp_path, metrics_files):
     with pytest.raises(GlodeInputError, match="same run"):
         tables.main(["--table", "1", "--metrics", *map(str, metrics_files), str(copy), "--backbone", "b", "--scale", "s", "--out", str(tmp_path / "t.csv")])
     assert not (tmp_path / "t.csv").exists()
+
+
+def test_markdown_names_the_share_of_unreachable_gold_entities(tmp_path):
+    files = []
+    for lang, (n, total) in {"de": (28, 3673), "hi": (173, 1228)}.items():
+        path = write_metrics(tmp_path, "conll" if lang == "de" else "wikiann", lang, "target-glode", 1, 0.5)
+        obj = json.loads(path.read_text())
+        path.write_text(json.dumps({**obj, "unreachable": {"gold_entities": total, "total": n}}))
+        files.append(path)
+    _, md = run_table(tmp_path, 1, files)
+    assert "no candidate span can reach, counted as missed: de 0.8% (28 of 3,673), hi 14.1% (173 of 1,228)." in md

@@ -357,3 +357,37 @@ def test_a_run_in_one_process_equals_one_job_per_epoch_byte_for_byte(data, tiny_
     assert target_run.main(argv) == 0
     assert digests() == per_epoch
     assert {p.name for p in (run_dir / "epoch1").iterdir()} == {"labels.parquet", "train_log.jsonl"}  # no state left behind
+
+
+def test_a_rerun_removes_the_log_temp_file_a_killed_job_left(data, tiny_backbone, tmp_path):
+    """A job killed mid-epoch leaves its train log's temporary file (opened when the job starts,
+    renamed into place when it ends); running the epoch again removes it, and nothing else."""
+    killed = tmp_path / ".e0.jsonl.k1ll3d_.tmp"  # glode.io.atomic_path's name for e0.jsonl
+    killed.write_bytes(b"")
+    others = [tmp_path / ".e1.jsonl.abc123.tmp", tmp_path / ".e0.jsonl.notes", tmp_path / "e0.jsonl.abc123.tmp"]  # not e0.jsonl's
+    for path in others:
+        path.write_text("keep")
+    run_epoch(data, tiny_backbone, tmp_path, 0, 1)
+    assert not killed.exists()
+    assert sorted(tmp_path.glob(".e0.jsonl.*.tmp")) == []  # nor this run's own temporary file
+    assert all(path.read_text() == "keep" for path in others)
+    records = log_of(tmp_path / "e0.jsonl")
+    assert records and all(record["epoch"] == 0 for record in records)  # the log itself is complete
+
+
+def test_update_log_tidies_only_temporary_files_of_its_own_log(tmp_path):
+    from glode.training import UpdateLog
+
+    stale = [tmp_path / ".train_log.jsonl.a1b2c3d4.tmp", tmp_path / ".train_log.jsonl.zz_9.tmp"]
+    kept = [tmp_path / ".train_log.jsonl.x.y.tmp", tmp_path / ".other_log.jsonl.a1b2c3d4.tmp", tmp_path / "train_log.jsonl"]
+    (tmp_path / ".train_log.jsonl.dir1.tmp").mkdir()  # a directory is never ours to delete
+    for path in stale + kept:
+        path.write_text("")
+    with open(tmp_path / ".train_log.jsonl.mine.tmp", "w") as own:
+        UpdateLog(own, total=1, desc="test", progress=False).close()
+    assert [path.exists() for path in stale] == [False, False]
+    assert all(path.exists() for path in kept) and (tmp_path / ".train_log.jsonl.mine.tmp").exists()
+    assert (tmp_path / ".train_log.jsonl.dir1.tmp").is_dir()
+    with open(tmp_path / "plain.jsonl", "w") as plain:  # not a temporary file: nothing to tidy
+        UpdateLog(plain, total=1, desc="test", progress=False).close()
+    assert all(path.exists() for path in kept)

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from glode.config import load_config
+from glode.config import ConfigError, load_config
 
 BIN = Path(sys.executable).parent
 
@@ -53,12 +53,22 @@ def test_dry_run_shows_dag(project_root, tmp_path, overlay):
 
 
 def test_config_schema_rejects_bad_values():
-    import jsonschema
-
-    with pytest.raises(jsonschema.ValidationError):
+    with pytest.raises(ConfigError, match="spans.max_span_len"):
         load_config({"spans": {"max_span_len": 0}})
-    with pytest.raises(jsonschema.ValidationError):
+    with pytest.raises(ConfigError, match="targets"):
         load_config({"datasets": {"other": {"entity_types": ["PER"], "source": "en"}}})  # no targets
+
+
+def test_config_error_stops_snakemake_before_any_job(project_root, tmp_path):
+    """A misspelled key is reported by its path, with a did-you-mean, and no job runs."""
+    overlay = tmp_path / "bad.yaml"
+    overlay.write_text("max_train_sentence: 100\n")  # missing s: silently a full-data run before
+    workdir = tmp_path / "run"
+    cmd = [str(BIN / "snakemake"), "--snakefile", str(project_root / "Snakefile"), "--directory", str(workdir), "--cores", "1"]
+    result = run([*cmd, "--configfile", str(project_root / "config/demo.yaml"), str(overlay)], project_root)
+    assert result.returncode != 0
+    assert "config key 'max_train_sentence' is not a known setting (did you mean 'max_train_sentences'?)" in result.stdout + result.stderr
+    assert not (workdir / "results").exists() and not (workdir / "resources").exists()
 
 
 def shrunk_config(data_root: Path, backbone: Path) -> dict:

@@ -65,8 +65,39 @@ def per_language_files(path, splits):
     ]
 
 
+# The shipped benchmark files (None where data_root has no MANIFEST.tsv), read once per plan.
+MANIFEST_KEYS = manifest_keys(config)
+
+
 def all_sentence_files():
-    return per_language_files(sentences_file, ("train", "dev", "test"))
+    """Every language's train, dev and test sentences; a dev split only where there is one (no
+    model selection uses it: it is prepared to check the file)."""
+    return [
+        sentences_file(d, lang, split)
+        for d in config["datasets"]
+        for lang in languages(d)
+        for split in ("train", "dev", "test")
+        if split != "dev" or data_split_available(config, d, lang, split, MANIFEST_KEYS)
+    ]
+
+
+def data_file_input(wildcards):
+    """A declared file of one's own as the prepare job's input (so a change reruns it)."""
+    declared = declared_file(
+        config, wildcards.dataset, wildcards.lang, wildcards.get("split", "train")
+    )
+    return {"data_file": declared["path"]} if declared else {}
+
+
+def data_source_flags(wildcards):
+    """Where `glode prepare` reads a file: a declared one (--file) or the manifest's."""
+    split = wildcards.get("split", "train")
+    declared = declared_file(config, wildcards.dataset, wildcards.lang, split)
+    if declared is None:
+        return f"--data-root {config['data_root']} {download_flags()}".strip()
+    fmt = config["datasets"][wildcards.dataset].get("format", {})
+    flags = f"--file {declared['path']} --scheme {fmt.get('scheme', 'BIO')} --encoding {fmt.get('encoding', 'UTF-8')}"
+    return flags + (f" --sha256 {declared['sha256']}" if declared["sha256"] else "")
 
 
 def all_span_files():
@@ -432,9 +463,18 @@ def figure_files():
     return ["results/figures/figure3.png", "results/figures/figure4.png"]
 
 
+def study_variants():
+    missing = [v for v in config["study_variants"] if v not in config["variants"]]
+    if missing:
+        raise ValueError(
+            f"config key 'study_variants': {missing} are not under `variants` of this config"
+        )
+    return config["study_variants"]
+
+
 def study_metrics_files(wildcards):
     """One seed's scores of the study's systems on every configured target."""
-    systems = [*SOURCE_SYSTEMS, *(f"target-{v}" for v in config["study_variants"])]
+    systems = [*SOURCE_SYSTEMS, *(f"target-{v}" for v in study_variants())]
     return [
         metrics_file(d, lang, system, wildcards.seed)
         for d, lang in target_pairs()
@@ -443,9 +483,9 @@ def study_metrics_files(wildcards):
 
 
 def study_quality_files(wildcards):
-    return label_quality_files(config["study_variants"], seeds=[wildcards.seed])
+    return label_quality_files(study_variants(), seeds=[wildcards.seed])
 
 
-def study_initial_flags():
+def study_initial_flags(wildcards):
     """`variant=system` pairs: whose initial labels are each study variant's epoch 0."""
-    return " ".join(f"{v}={variant_settings(v)[2]}" for v in config["study_variants"])
+    return " ".join(f"{v}={variant_settings(v)[2]}" for v in study_variants())

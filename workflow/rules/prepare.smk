@@ -3,6 +3,8 @@
 
 
 rule prepare_unlabeled_target:
+    input:
+        unpack(data_file_input),
     output:
         sentences="results/data/{dataset}/{lang}/train.parquet",
         gold="results/analysis/gold/{dataset}/{lang}/train.gold.parquet",
@@ -13,17 +15,18 @@ rule prepare_unlabeled_target:
     conda:
         "../../environment.yml"
     params:
-        data_root=config["data_root"],
+        data=data_source_flags,
         types=lambda wc: entity_types(wc.dataset),
-        download=download_flags(),
         sample=sample_flags(),
     shell:
-        "glode prepare --data-root {params.data_root} --dataset {wildcards.dataset} "
+        "glode prepare {params.data} --dataset {wildcards.dataset} "
         "--lang {wildcards.lang} --split train --role target --entity-types {params.types} "
-        "--out {output.sentences} --gold-out {output.gold} {params.download} {params.sample} --log {log}"
+        "--out {output.sentences} --gold-out {output.gold} {params.sample} --log {log}"
 
 
 rule prepare_labeled:
+    input:
+        unpack(data_file_input),
     output:
         "results/data/{dataset}/{lang}/{split}.parquet",
     log:
@@ -33,15 +36,14 @@ rule prepare_labeled:
     conda:
         "../../environment.yml"
     params:
-        data_root=config["data_root"],
+        data=data_source_flags,
         types=lambda wc: entity_types(wc.dataset),
         role=lambda wc: role(wc.dataset, wc.lang),
-        download=download_flags(),
         sample=sample_flags(),
     shell:
-        "glode prepare --data-root {params.data_root} --dataset {wildcards.dataset} "
+        "glode prepare {params.data} --dataset {wildcards.dataset} "
         "--lang {wildcards.lang} --split {wildcards.split} --role {params.role} "
-        "--entity-types {params.types} --out {output} {params.download} {params.sample} --log {log}"
+        "--entity-types {params.types} --out {output} {params.sample} --log {log}"
 
 
 ruleorder: prepare_unlabeled_target > prepare_labeled

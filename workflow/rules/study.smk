@@ -16,7 +16,7 @@ rule study_seed:
     conda:
         "../../environment.yml"
     params:
-        initial=study_initial_flags(),
+        initial=study_initial_flags,
     shell:
         "glode study collect --metrics {input.metrics} --quality {input.quality} "
         "--initial {params.initial} --scores-out {output.scores} --quality-out {output.quality} --log {log}"
