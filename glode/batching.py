@@ -24,7 +24,7 @@ from torch.utils.data import Sampler
 
 from glode.io import GlodeInputError
 from glode.model import MORPH_PAD, subword_width_bucket
-from glode.spans import encode_words, word_subword_bounds
+from glode.spans import encode_words, sentence_tokenisation, word_subword_bounds
 
 
 def read_spans(path: os.PathLike | str, columns: Sequence[str] | None = None) -> pd.DataFrame:
@@ -82,7 +82,7 @@ def build_items(
     `span_morph` [k, max_span_len]; `labels` (class ids, when `classes` is given and the spans
     carry labels) and `targets` ([k, n_classes] rows of `soft_targets`, aligned with `spans`).
     """
-    encoded = encode_words(tokenizer, sentences["tokens"].tolist())
+    encoded = encode_words(tokenizer, sentences["tokens"].tolist(), sentence_tokenisation(sentences))
     sent_ids = sentences["sent_id"].to_numpy(dtype=np.int64)
     items: list[dict] = []
     bounds_per_sentence: list[tuple[np.ndarray, np.ndarray]] = []

@@ -23,6 +23,7 @@ import pyarrow as pa
 
 from glode.conll import ConllFile, read_conll
 from glode.io import GlodeInputError, setup_logging, write_parquet
+from glode.spans import TOKENISATIONS
 from glode.manifest import SCHEMES, ManifestEntry, fetch, find_entry, read_manifest, sha256_of, verify_checksum
 
 log = logging.getLogger(__name__)
@@ -41,6 +42,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--split", required=True, help="train, dev or test")
     parser.add_argument("--role", choices=("source", "target"), required=True)
     parser.add_argument("--entity-types", nargs="+", required=True, help="the label set without O, e.g. PER LOC ORG MISC")
+    parser.add_argument("--tokenisation", choices=TOKENISATIONS, default="words",
+                        help="how later stages give the words to the tokenizer, kept in the metadata: each as a word (words, the paper) or "
+                             "the sentence's words concatenated, pieces mapped back (joined: one character per token, e.g. WikiAnn zh)")
     parser.add_argument("--out", type=Path, required=True, help="sentences Parquet")
     parser.add_argument("--gold-out", type=Path, default=None, help="hidden gold Parquet (required for a target train split)")
     parser.add_argument("--download", action="store_true", help="download a missing file from the manifest's source_url")
@@ -132,6 +136,7 @@ def prepare(args: argparse.Namespace) -> None:
         "sha256": sha256,
         "scheme": scheme,
         "encoding": encoding,
+        "tokenisation": args.tokenisation,
     }
     if args.file:  # no manifest checked the counts: keep them with the data
         metadata["counts"] = {"sentences": len(sentences), "docstart_lines": parsed.docstart_lines, "entities": parsed.entity_counts}

@@ -69,33 +69,97 @@ def morph_class(word: str) -> int:
     return 4
 
 
-def word_subword_bounds(encoding_word_ids: Sequence[int | None], n_words: int, max_seq_len: int) -> list[tuple[int, int] | None]:
+def _words_of(word: int | tuple[int, int] | None) -> range:
+    """The words one subword belongs to: none, one, or (joined tokenisation) a run of them."""
+    if word is None:
+        return range(0)
+    if isinstance(word, tuple):
+        return range(word[0], word[1] + 1)
+    return range(word, word + 1)
+
+
+def word_subword_bounds(encoding_word_ids: Sequence[int | tuple[int, int] | None], n_words: int, max_seq_len: int) -> list[tuple[int, int] | None]:
     """(first, last) subword position of each word in an encoded sentence, or None if out of reach.
 
     `encoding_word_ids` is a fast tokenizer's `word_ids()` for the *untruncated* sentence encoded
-    with special tokens (`<s>` at position 0). A word is reachable when all its subwords fit in
-    the first `max_seq_len - 1` positions, leaving room for `</s>`. A word that the tokenizer
-    maps to no subword at all is unreachable too.
+    with special tokens (`<s>` at position 0); with joined tokenisation an entry may be a
+    (first, last) run of words that one subword covers. A word is reachable when all its
+    subwords fit in the first `max_seq_len - 1` positions, leaving room for `</s>`. A word that
+    the tokenizer maps to no subword at all is unreachable too.
     """
     bounds: list[tuple[int, int] | None] = [None] * n_words
     limit = max_seq_len - 1  # positions 0..limit-1 hold <s> and words; </s> takes the last slot
-    for pos, word in enumerate(encoding_word_ids):
-        if word is None:
-            continue
+    for pos, entry in enumerate(encoding_word_ids):
         if pos >= limit:
             continue
-        first_last = bounds[word]
-        bounds[word] = (pos, pos) if first_last is None else (first_last[0], pos)
+        for word in _words_of(entry):
+            first_last = bounds[word]
+            bounds[word] = (pos, pos) if first_last is None else (first_last[0], pos)
     # A word cut in the middle by the window is unreachable as a whole.
-    for pos, word in enumerate(encoding_word_ids):
-        if word is not None and pos >= limit:
-            bounds[word] = None
+    for pos, entry in enumerate(encoding_word_ids):
+        if pos >= limit:
+            for word in _words_of(entry):
+                bounds[word] = None
     return bounds
 
 
-def encode_words(tokenizer, sentences: Sequence[Sequence[str]]):
+# How a sentence's words meet the tokenizer (`glode prepare --tokenisation`, kept in the sentence
+# Parquet's metadata): `words` gives each word to the tokenizer as its own word, as the paper
+# does; `joined` tokenises the words' concatenation and maps the pieces back to the words, for
+# scripts written without spaces whose benchmark files hold one character per token (WikiAnn zh).
+TOKENISATIONS = ("words", "joined")
+
+
+@dataclass
+class JoinedEncoding:
+    """What `encode_words` returns for joined tokenisation: `["input_ids"]` and `word_ids(row)`,
+    where a piece covering several words (characters) maps to their (first, last) run."""
+
+    input_ids: list[list[int]]
+    piece_words: list[list[int | tuple[int, int] | None]]
+
+    def __getitem__(self, key: str) -> list[list[int]]:
+        if key != "input_ids":
+            raise KeyError(key)
+        return self.input_ids
+
+    def word_ids(self, row: int) -> list[int | tuple[int, int] | None]:
+        return self.piece_words[row]
+
+
+def encode_joined(tokenizer, sentences: Sequence[Sequence[str]]) -> JoinedEncoding:
+    """Tokenise each sentence's words concatenated without spaces; map every piece to the words
+    its characters come from (character offsets of the fast tokenizer)."""
+    texts = ["".join(words) for words in sentences]
+    encoded = tokenizer(texts, truncation=False, add_special_tokens=True, return_offsets_mapping=True, verbose=False)
+    piece_words = []
+    for words, offsets in zip(sentences, encoded["offset_mapping"]):
+        word_of_char = np.repeat(np.arange(len(words)), [len(w) for w in words])
+        row = []
+        for start, end in offsets:
+            if end <= start:  # special tokens
+                row.append(None)
+                continue
+            first, last = int(word_of_char[start]), int(word_of_char[end - 1])
+            row.append(first if first == last else (first, last))
+        piece_words.append(row)
+    return JoinedEncoding(list(encoded["input_ids"]), piece_words)
+
+
+def sentence_tokenisation(sentences: pd.DataFrame) -> str:
+    """The tokenisation a sentence table was prepared for (its metadata; `words` by default)."""
+    mode = sentences.attrs.get("glode", {}).get("tokenisation") or "words"
+    if mode not in TOKENISATIONS:
+        raise ValueError(f"unknown tokenisation {mode!r} in the sentences' metadata; expected one of {TOKENISATIONS}")
+    return mode
+
+
+def encode_words(tokenizer, sentences: Sequence[Sequence[str]], tokenisation: str = "words"):
     """Tokenize word lists exactly as the model does (no truncation; the window is applied later)."""
-    return tokenizer(list(map(list, sentences)), is_split_into_words=True, truncation=False, add_special_tokens=True)
+    if tokenisation == "joined":
+        return encode_joined(tokenizer, [list(s) for s in sentences])
+    # verbose=False: no "longer than the maximum sequence length" warning; windows are cut later
+    return tokenizer(list(map(list, sentences)), is_split_into_words=True, truncation=False, add_special_tokens=True, verbose=False)
 
 
 def enumerate_spans(n_words: int, max_span_len: int) -> tuple[np.ndarray, np.ndarray]:
@@ -113,9 +177,10 @@ def build_span_table(sentences: pd.DataFrame, tokenizer, max_span_len: int = 4, 
     from glode.conll import bio_entities
 
     labeled = "tags" in sentences.columns
-    encoded = encode_words(tokenizer, sentences["tokens"].tolist())
+    tokenisation = sentence_tokenisation(sentences)
+    encoded = encode_words(tokenizer, sentences["tokens"].tolist(), tokenisation)
     cols: dict[str, list] = {"sent_id": [], "start": [], "end": [], "width": [], "morph": [], "label": []}
-    stats = dict(sentences=len(sentences), spans=0, truncated_sentences=0, max_span_len=max_span_len, max_seq_len=max_seq_len)
+    stats = dict(sentences=len(sentences), spans=0, truncated_sentences=0, max_span_len=max_span_len, max_seq_len=max_seq_len, tokenisation=tokenisation)
     gold_total = too_long = truncated = 0
     for row_idx, (sent_id, tokens) in enumerate(zip(sentences["sent_id"].tolist(), sentences["tokens"].tolist())):
         tokens = list(tokens)

@@ -32,14 +32,14 @@ from glode.io import GlodeInputError, read_json, setup_logging, write_json
 log = logging.getLogger(__name__)
 
 
-def corpus_piece_ids(sentences: Sequence[Sequence[str]], tokenizer) -> np.ndarray:
+def corpus_piece_ids(sentences: Sequence[Sequence[str]], tokenizer, tokenisation: str = "words") -> np.ndarray:
     """Sorted ids of every piece the sentences' words tokenize to, plus the special tokens."""
     from glode.spans import encode_words
     from glode.training import special_token_ids
 
     used = {tid for tid in (tokenizer.mask_token_id, tokenizer.unk_token_id, *special_token_ids(tokenizer)) if tid is not None}
     for start in range(0, len(sentences), 2048):  # tokenise in chunks: bounded memory on large corpora
-        for ids in encode_words(tokenizer, sentences[start : start + 2048])["input_ids"]:
+        for ids in encode_words(tokenizer, sentences[start : start + 2048], tokenisation)["input_ids"]:
             used.update(ids)
     return np.asarray(sorted(used), dtype=np.int64)
 
@@ -70,8 +70,11 @@ def main(argv: list[str] | None = None) -> int:
     from glode.model import load_tokenizer
 
     tokenizer = load_tokenizer(args.tokenizer)
-    words = [tokens for path in args.sentences for tokens in load_sentences(path)["tokens"].tolist()]
-    ids = corpus_piece_ids(words, tokenizer)
+    from glode.spans import sentence_tokenisation
+
+    tables = [load_sentences(path) for path in args.sentences]
+    words = [tokens for table in tables for tokens in table["tokens"].tolist()]
+    ids = np.unique(np.concatenate([corpus_piece_ids(t["tokens"].tolist(), tokenizer, sentence_tokenisation(t)) for t in tables]))
     vocab_size = len(tokenizer)
     write_json({"tokenizer": str(args.tokenizer), "sentences": [str(p) for p in args.sentences], "vocab_size": vocab_size,
                 "pieces": len(ids), "piece_ids": ids.tolist()}, args.out)

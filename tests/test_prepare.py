@@ -355,3 +355,13 @@ def test_prepare_never_samples_test_split(tmp_path):
     out = tmp_path / "dev.parquet"
     assert run_prepare(make_root(tmp_path), out, "--max-sentences", "1") == 0
     assert len(load_sentences(out)) == 2
+
+
+def test_prepare_records_the_tokenisation_for_later_stages(tmp_path):
+    root = make_root(tmp_path)
+    out = tmp_path / "dev.parquet"
+    assert run_prepare(root, out, "--tokenisation", "joined") == 0
+    assert read_parquet_metadata(out)["tokenisation"] == "joined"
+    assert load_sentences(out).attrs["glode"]["tokenisation"] == "joined"  # what spans and batching read
+    assert run_prepare(root, out) == 0
+    assert read_parquet_metadata(out)["tokenisation"] == "words"

@@ -115,3 +115,53 @@ def test_unreachable_share_is_logged_and_warned_above_the_threshold(caplog):
     assert warning.levelname == "WARNING" and "15.0% of 40 gold entities can never be predicted (5 longer than max_span_len 4, 1 past" in warning.message
     assert "recall on this file is at most 85.0%" in warning.message
     assert info.levelname == "INFO" and "15.0% of 40" in info.message
+
+
+def chinese_sentences(tokenisation):
+    sentences = pd.DataFrame({"sent_id": [3], "tokens": [list("北京是中国的首都")], "tags": [["B-LOC", "I-LOC", "O", "B-LOC", "I-LOC", "O", "O", "O"]]})
+    sentences.attrs["glode"] = {"tokenisation": tokenisation}
+    return sentences
+
+
+def test_joined_tokenisation_maps_pieces_back_to_characters(tokenizer):
+    from glode.spans import encode_words
+
+    words = list("北京是中国的首都")
+    encoded = encode_words(tokenizer, [words], "joined")
+    # the pieces of the string itself, not one "▁" + character pair per character
+    assert encoded["input_ids"][0] == tokenizer("北京是中国的首都")["input_ids"]
+    pieces = tokenizer.convert_ids_to_tokens(encoded["input_ids"][0])
+    assert pieces == ["<s>", "▁", "北京", "是中国", "的", "首都", "</s>"]
+    # hand-derived: "▁" and "北京" cover characters 0-1; "是中国" covers 2-4 (one piece, three words)
+    assert encoded.word_ids(0) == [None, 0, (0, 1), (2, 4), 5, (6, 7), None]
+    bounds = word_subword_bounds(encoded.word_ids(0), len(words), 128)
+    assert bounds == [(1, 2), (2, 2), (3, 3), (3, 3), (3, 3), (4, 4), (5, 5), (5, 5)]
+    words_mode = encode_words(tokenizer, [words], "words")
+    assert len(words_mode["input_ids"][0]) == 2 + 2 * len(words)  # "▁" + character, every character
+
+
+def test_joined_window_cuts_a_piece_as_a_whole():
+    # positions: <s>, a piece covering words 0-1, a piece covering words 2-3 past the window, </s>
+    assert word_subword_bounds([None, (0, 1), (2, 3), None], 4, 3) == [(1, 1), (1, 1), None, None]
+
+
+@pytest.mark.parametrize("tokenisation", ["words", "joined"])
+def test_span_table_and_items_agree_in_both_tokenisations(tokenizer, tokenisation):
+    from glode.batching import build_items
+
+    sentences = chinese_sentences(tokenisation)
+    table, stats = build_span_table(sentences, tokenizer, max_span_len=2, max_seq_len=128)
+    assert stats["tokenisation"] == tokenisation and stats["unreachable_too_long"] == 0
+    assert len(table) == 8 + 7  # every character n-gram up to 2 is a candidate in both modes
+    items = build_items(sentences, tokenizer, 128, table, max_span_len=2)
+    expected = tokenizer("北京是中国的首都")["input_ids"] if tokenisation == "joined" else tokenizer(list("北京是中国的首都"), is_split_into_words=True)["input_ids"]
+    assert items[0]["input_ids"].tolist() == expected
+    china = table.index[(table["start"] == 3) & (table["end"] == 4)][0]
+    row = list(items[0]["span_rows"]).index(china)
+    first, last = items[0]["span_start"][row], items[0]["span_end"][row]
+    assert (first, last) == ((3, 3) if tokenisation == "joined" else (7, 10))  # words: "▁" (7) opens "中"
+
+
+def test_unknown_tokenisation_in_metadata_is_an_error(tokenizer):
+    with pytest.raises(ValueError, match="unknown tokenisation 'chars'"):
+        build_span_table(chinese_sentences("chars"), tokenizer)

@@ -89,6 +89,13 @@ def data_file_input(wildcards):
     return {"data_file": declared["path"]} if declared else {}
 
 
+def tokenisation_flag(wildcards):
+    """`joined` where a language's words are characters (datasets.<d>.tokenisation)."""
+    spec = config["datasets"][wildcards.dataset].get("tokenisation", {})
+    mode = spec.get(wildcards.lang, "words")
+    return f"--tokenisation {mode}" if mode != "words" else ""
+
+
 def data_source_flags(wildcards):
     """Where `glode prepare` reads a file: a declared one (--file) or the manifest's."""
     split = wildcards.get("split", "train")

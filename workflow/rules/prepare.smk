@@ -18,10 +18,11 @@ rule prepare_unlabeled_target:
         data=data_source_flags,
         types=lambda wc: entity_types(wc.dataset),
         sample=sample_flags(),
+        tokenisation=tokenisation_flag,
     shell:
         "glode prepare {params.data} --dataset {wildcards.dataset} "
         "--lang {wildcards.lang} --split train --role target --entity-types {params.types} "
-        "--out {output.sentences} --gold-out {output.gold} {params.sample} --log {log}"
+        "--out {output.sentences} --gold-out {output.gold} {params.sample} {params.tokenisation} --log {log}"
 
 
 rule prepare_labeled:
@@ -40,10 +41,11 @@ rule prepare_labeled:
         types=lambda wc: entity_types(wc.dataset),
         role=lambda wc: role(wc.dataset, wc.lang),
         sample=sample_flags(),
+        tokenisation=tokenisation_flag,
     shell:
         "glode prepare {params.data} --dataset {wildcards.dataset} "
         "--lang {wildcards.lang} --split {wildcards.split} --role {params.role} "
-        "--entity-types {params.types} --out {output} {params.sample} --log {log}"
+        "--entity-types {params.types} --out {output} {params.sample} {params.tokenisation} --log {log}"
 
 
 ruleorder: prepare_unlabeled_target > prepare_labeled
