@@ -9,6 +9,10 @@ over several machines and sessions:
   the same system, seed and epoch is replaced, every other row kept), then redraws the study's
   Figure 3 and writes the mean +- std per system as Markdown.
 
+`glode study diagnose` prints, for one target run, what the denoiser did per epoch: labels changed
+and to which class, the global and local thresholds per class (Eq. 7; inf = a class no span is
+labelled with), entity spans per class, and each class's pseudo-label F1 against the hidden gold.
+
 scores.csv: `dataset,lang,system,seed,f1,precision,recall`, seqeval micro scores x100 on the full
 test file. label_quality.csv: `dataset,lang,variant,seed,epoch,f1,changed`, pseudo-label F1 x100
 against the hidden train gold; epoch 0 is the variant's initial labels (changed 0), epoch e >= 1
@@ -172,6 +176,38 @@ def report(args: argparse.Namespace) -> None:
     print(summary_markdown(merged["scores.csv"]), end="")
 
 
+def class_cells(values, classes: Sequence[str], fmt: str) -> str:
+    if values is None:
+        return "-"
+    items = values.items() if isinstance(values, dict) else zip(classes, values)
+    return " ".join(f"{c} {fmt.format(v) if v is not None and v != float('inf') else 'inf'}" for c, v in items)
+
+
+def diagnosis_rows(labels_paths: Sequence[Path], quality_paths: Sequence[Path]) -> list[str]:
+    """One Markdown row per epoch of a target run (labels Parquet + its label-quality JSON)."""
+    from glode.io import read_parquet_metadata
+
+    rows = ["| epoch | changed (to) | global thresholds | local thresholds | entity spans (argmax) | pseudo-label F1 per type |", "|---|---|---|---|---|---|"]
+    for labels_path, quality_path in zip(labels_paths, quality_paths):
+        meta = read_parquet_metadata(labels_path)
+        classes = meta["classes"]
+        end = meta.get("denoise_end_epoch") or {}
+        argmax = pd.read_parquet(labels_path, columns=["label"])["label"].value_counts()
+        spans = {c: int(argmax.get(c, 0)) for c in classes[1:]}
+        per_type = read_json_file(quality_path).get("per_type", {})
+        f1 = {c: 100 * per_type[c]["f1"] for c in classes[1:] if c in per_type}
+        changed = f"{meta.get('labels_changed', 0)} ({class_cells({c: n for c, n in (meta.get('changed_to') or {}).items() if n}, classes, '{}')})"
+        rows.append(f"| {meta['epoch']} | {changed} | {class_cells(end.get('global_thresholds'), classes, '{:.3f}')} | "
+                    f"{class_cells(end.get('local_thresholds'), classes, '{:.3f}')} | {class_cells(spans, classes, '{}')} | {class_cells(f1, classes, '{:.1f}')} |")
+    return rows
+
+
+def diagnose(args: argparse.Namespace) -> None:
+    if len(args.labels) != len(args.quality):
+        raise ValueError(f"{len(args.labels)} --labels files but {len(args.quality)} --quality files")
+    print("\n".join(diagnosis_rows(args.labels, args.quality)))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="glode study", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -187,6 +223,10 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--label-quality", nargs="*", type=Path, default=[], help="label_quality.csv files to merge in")
     r.add_argument("--into", type=Path, required=True, help="directory of the committed study files (e.g. docs/study)")
     r.add_argument("--log", type=Path, help="also log to this file")
+    d = sub.add_parser("diagnose", help="what the denoiser did per epoch of one target run, as a Markdown table")
+    d.add_argument("--labels", nargs="+", type=Path, required=True, help="the run's epoch<N>/labels.parquet files, in epoch order")
+    d.add_argument("--quality", nargs="+", type=Path, required=True, help="their label-quality JSONs, in the same order")
+    d.add_argument("--log", type=Path, help="also log to this file")
     return parser
 
 
@@ -194,7 +234,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     setup_logging(args.log)
-    (collect if args.command == "collect" else report)(args)
+    {"collect": collect, "report": report, "diagnose": diagnose}[args.command](args)
     return 0
 
 
