@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import difflib
+import os
 from pathlib import Path
 from typing import Any
 
@@ -107,7 +108,7 @@ def check_data_files(config: dict, in_manifest: set | None) -> None:
         for lang, splits in spec.get("files", {}).items():
             for split in splits:
                 path = Path(declared_file(config, dataset, lang, split)["path"])
-                if not path.is_file():
+                if not path.is_file() or not os.access(path, os.R_OK):
                     raise ConfigError(f"config key 'datasets.{dataset}.files.{lang}.{split}': {path} is not a readable file")
         for lang in [spec["source"], *spec["targets"]]:
             missing = [s for s in needed_splits(config, dataset, lang) if not data_split_available(config, dataset, lang, s, in_manifest)]
