@@ -357,6 +357,10 @@ def test_a_run_in_one_process_equals_one_job_per_epoch_byte_for_byte(data, tiny_
     assert target_run.main(argv) == 0
     assert digests() == per_epoch
     assert {p.name for p in (run_dir / "epoch1").iterdir()} == {"labels.parquet", "train_log.jsonl"}  # no state left behind
+    # the labels name a model that outlives the run: {run}/model on the last epoch, none before
+    # (the epochs' own models are temporary in both layouts)
+    models = [read_parquet_metadata(run_dir / f"epoch{e}" / "labels.parquet")["model"] for e in range(3)]
+    assert models == [None, None, str(run_dir / "model")]
 
 
 def test_a_rerun_removes_the_log_temp_file_a_killed_job_left(data, tiny_backbone, tmp_path):
