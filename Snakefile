@@ -14,6 +14,7 @@ from glode.config import (
     data_split_available,
     declared_file,
     manifest_keys,
+    needed_splits,
 )
 
 
@@ -24,7 +25,9 @@ configfile: "config/config.yaml"
 # own validation then fills in the schema's defaults.
 check_config(config)
 validate(config, "workflow/schemas/config.schema.yaml")
-check_data_files(config, manifest_keys(config))
+# The shipped benchmark files (None where data_root has no MANIFEST.tsv), read once per plan.
+MANIFEST_KEYS = manifest_keys(config)
+check_data_files(config, MANIFEST_KEYS)
 # A local backbone that is broken (truncated, missing files, misspelled) is named now, not by the
 # first job that loads it; the offline one may still be missing (its rule builds it).
 check_configured_backbone(

@@ -101,6 +101,17 @@ def data_split_available(config: dict, dataset: str, lang: str, split: str, in_m
     return declared_file(config, dataset, lang, split) is not None or in_manifest is None or (dataset, lang, split) in in_manifest
 
 
+def check_language_keys(config: dict) -> None:
+    """`files` and `tokenisation` name languages of their dataset (a typo is not ignored)."""
+    for dataset, spec in config["datasets"].items():
+        langs = [spec["source"], *spec["targets"]]
+        for section in ("files", "tokenisation"):
+            for lang in spec.get(section, {}):
+                if lang not in langs:
+                    raise ConfigError(f"config key 'datasets.{dataset}.{section}.{lang}': {lang!r} is neither the source nor a target of "
+                                      f"{dataset} ({', '.join(langs)}){did_you_mean(lang, langs)}")
+
+
 def check_data_files(config: dict, in_manifest: set | None) -> None:
     """Every declared file exists, and every split a language needs is declared or in the
     manifest, checked when the workflow is planned (not when its first job fails)."""
@@ -130,6 +141,7 @@ def check_config(config: dict) -> None:
     if error is not None:
         raise ConfigError(schema_error_message(error))
     check_variant_names(config)
+    check_language_keys(config)
 
 
 def validate_config(config: dict) -> None:

@@ -32,6 +32,9 @@ def _read(path: os.PathLike | str, meta: dict) -> pd.DataFrame:
     for column in ("tokens", "tags"):
         if column in df.columns:
             df[column] = [list(values) for values in df[column]]
+    mode = meta.get("tokenisation", "words")
+    if mode not in ("words", "joined"):  # glode.spans.TOKENISATIONS, which later stages act on
+        raise GlodeInputError(path, f"unknown tokenisation {mode!r} in the metadata (expected words or joined): not a file of `glode prepare`?")
     df.attrs["glode"] = meta
     return df
 

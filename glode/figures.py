@@ -166,9 +166,9 @@ def plot_figure3(curves: dict, initial_system: str, strategies: Sequence[tuple[s
             mean = [m for _, m, _, _ in points]
             std = [s for _, _, s, _ in points]
             seeds = max(n for *_, n in points)
-            ax.plot(x, mean, marker="o", markersize=4, color=STRATEGY_COLORS[variant], label=f"{labels[variant]} (n={seeds})")
+            ax.plot(x, mean, marker="o", markersize=4, color=STRATEGY_COLORS.get(variant), label=f"{labels[variant]} (n={seeds})")
             if seeds > 1:
-                ax.fill_between(x, [m - s for m, s in zip(mean, std)], [m + s for m, s in zip(mean, std)], color=STRATEGY_COLORS[variant], alpha=0.15, linewidth=0)
+                ax.fill_between(x, [m - s for m, s in zip(mean, std)], [m + s for m, s in zip(mean, std)], color=STRATEGY_COLORS.get(variant), alpha=0.15, linewidth=0)
             epochs.update(x)
         ax.set_xticks(sorted(epochs), ["init" if e == 0 else str(e) for e in sorted(epochs)])
         ax.set_title(panel_title(dataset, lang))

@@ -62,7 +62,8 @@ def options_from_args(cls: type[T], args: argparse.Namespace) -> T:
 
 
 class OptionError(ValueError):
-    """A setting outside its declared range; the message names the flag and the config key."""
+    """A setting outside its declared range; the message names the flag (the config key of the
+    same name, with `_` for `-`, is checked by the schema before any job runs)."""
 
 
 def option(default: Any, help: str, *, minimum: float | None = None, maximum: float | None = None,

@@ -33,7 +33,7 @@ from glode.data import load_sentences
 from glode.device import DEVICE_PATTERN, PRECISIONS, autocast, describe_device, select_device
 from glode.io import GlodeInputError, read_parquet_metadata, setup_logging, write_parquet
 from glode.model import SpanModel, load_span_model
-from glode.options import add_options, option, options_from_args
+from glode.options import add_options, check_ranges, option, options_from_args
 from glode.spans import read_span_settings
 
 log = logging.getLogger(__name__)
@@ -132,10 +132,7 @@ class PseudoLabelOptions:
     num_workers: int = option(0, "DataLoader worker processes", minimum=0)
 
     def validate(self) -> None:
-        if self.batch_size < 1:
-            raise ValueError("--batch-size must be >= 1")
-        if self.precision not in PRECISIONS:
-            raise ValueError(f"--precision must be one of {PRECISIONS}, got {self.precision!r}")
+        check_ranges(self)
 
 
 def pseudo_label(model_dir: Path, sentences_path: Path, spans_path: Path, out: Path, opts: PseudoLabelOptions | None = None, progress: bool = False) -> pd.DataFrame:

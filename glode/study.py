@@ -39,8 +39,9 @@ SCORE_COLUMNS = ["dataset", "lang", "system", "seed", "f1", "precision", "recall
 SCORE_KEY = ["dataset", "lang", "system", "seed"]
 QUALITY_COLUMNS = ["dataset", "lang", "variant", "seed", "epoch", "f1", "changed"]
 QUALITY_KEY = ["dataset", "lang", "variant", "seed", "epoch"]
-# The study's Figure 3 compares training on the refined labels with training on the initial ones.
-STUDY_STRATEGIES = [("wo_denoising", "w/o denoising"), ("glode", "GLoDe (global&local)")]
+# The study's Figure 3 compares training on the refined labels with training on the initial ones;
+# other study variants are drawn too, under their own names.
+VARIANT_LABELS = {"wo_denoising": "w/o denoising", "glode": "GLoDe (global&local)"}
 SYSTEM_ORDER = ["source-plain", "source-mlm", "target-wo_denoising", "target-glode"]
 
 
@@ -140,14 +141,14 @@ def quality_records(quality: pd.DataFrame) -> list[QualityRecord]:
 
 def study_figure(quality: pd.DataFrame, out: Path) -> None:
     records = quality_records(quality)
+    variants = sorted(set(quality["variant"]), key=lambda v: (v not in VARIANT_LABELS, list(VARIANT_LABELS).index(v) if v in VARIANT_LABELS else 0, v))
+    strategies = [(v, VARIANT_LABELS.get(v, v)) for v in variants]
     curves: dict = {}
-    for variant, _ in STUDY_STRATEGIES:  # each variant's curve starts at its own initial labels
+    for variant in variants:  # each variant's curve starts at its own initial labels
         part = [r for r in records if r.name in (variant, f"initial-{variant}")]
-        for target, by_variant in quality_curves(part, f"initial-{variant}", STUDY_STRATEGIES).items():
+        for target, by_variant in quality_curves(part, f"initial-{variant}", strategies).items():
             curves.setdefault(target, {}).update(by_variant)
-    if not curves:
-        raise ValueError(f"no label-quality rows of the variants {[v for v, _ in STUDY_STRATEGIES]}")
-    save_png(plot_figure3(curves, "the variant's initial", STUDY_STRATEGIES), out)
+    save_png(plot_figure3(curves, "the variant's initial", strategies), out)
 
 
 def collect(args: argparse.Namespace) -> None:

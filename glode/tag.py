@@ -124,10 +124,14 @@ def read_text(path: str, tokenize: Callable[[str], list[Word]]) -> list[TaggedSe
 
 
 def first_column(line: str, path: str, number: int) -> str | None:
-    """The word of a CoNLL token line (tab-separated when the line has a tab), None for a blank line."""
-    if not line.strip():
+    """The word of a CoNLL token line, None for a blank line, split as glode.conll splits the
+    benchmark files (so that tag sees the words evaluation sees): a line with a tab at its tabs,
+    else at runs of spaces and tabs; only spaces and tabs are blanks (not NBSP and the like)."""
+    from glode.conll import _SPACES
+
+    if not line.strip(" \t"):
         return None
-    word = line.split("\t")[0].strip() if "\t" in line else line.split()[0]
+    word = line.split("\t")[0] if "\t" in line else _SPACES.split(line.lstrip(" \t"))[0]
     if not word:
         raise GlodeInputError(display_name(path), f"empty word (first column): {line!r}", number)
     return word
@@ -238,7 +242,18 @@ def span_settings_of(model_dir: Path, model_max_span_len: int, max_span_len: int
     return settings
 
 
-def tag_sentences(model, tokenizer, sentences: list[TaggedSentence], settings, batch_size: int, device, precision: str, progress: bool) -> list[list[tuple]]:
+def tokenisation_of(model_dir: Path, given: str | None) -> str:
+    """How words meet the tokenizer: --tokenisation, else what the model's target language used in
+    training (glode_training.json `target_tokenisation`, e.g. `joined` for zh), else `words`."""
+    if given:
+        return given
+    summary_file = model_dir / "glode_training.json"
+    saved = json.loads(summary_file.read_text(encoding="utf-8")).get("target_tokenisation") if summary_file.is_file() else None
+    return saved or "words"
+
+
+def tag_sentences(model, tokenizer, sentences: list[TaggedSentence], settings, batch_size: int, device, precision: str, progress: bool,
+                  tokenisation: str = "words") -> list[list[tuple]]:
     """Per sentence, its decoded entities (start, end inclusive, type, prob), as evaluation decodes them."""
     import pandas as pd
 
@@ -251,6 +266,7 @@ def tag_sentences(model, tokenizer, sentences: list[TaggedSentence], settings, b
     frame = pd.DataFrame({"sent_id": [i for i, s in enumerate(sentences) if s.tokens], "tokens": [s.tokens for s in sentences if s.tokens]})
     if frame.empty:
         return [[] for _ in sentences]
+    frame.attrs["glode"] = {"tokenisation": tokenisation}  # read by build_span_table and build_items
     spans, stats = build_span_table(frame, tokenizer, settings.max_span_len, settings.max_seq_len)
     if stats["truncated_sentences"]:
         log.warning("%d sentences are longer than the encoder window of %d subwords: their last words get no entity", stats["truncated_sentences"], settings.max_seq_len)
@@ -316,6 +332,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--input", nargs="+", default=[STDIN], metavar="FILE", help="input files; - or none: stdin")
     parser.add_argument("--format", choices=FORMATS, help="input format (default: from the suffix: .txt text, .conll/.tsv/.iob conll, .jsonl jsonl; stdin: text)")
     parser.add_argument("--tokenizer", choices=sorted(TOKENIZERS), default="whitespace", help="how text and JSONL are split into words (default: whitespace; chars: one word per non-space character)")
+    parser.add_argument("--tokenisation", choices=("words", "joined"),
+                        help="words: each word to the tokenizer on its own; joined: a sentence's words concatenated (characters of Chinese text) "
+                             "(default: what the model's target language used in training)")
     parser.add_argument("--text-key", default="text", help="JSONL key of the text (default: text)")
     parser.add_argument("--out", type=Path, help="output file (default: stdout)")
     parser.add_argument("--out-format", choices=OUT_FORMATS, help="output format (default: jsonl for a .jsonl --out, else conll)")
@@ -348,11 +367,12 @@ def main(argv: list[str] | None = None) -> int:
     model, tokenizer = load_span_model(args.model, device)
     settings = span_settings_of(args.model, model.config.max_span_len, args.max_span_len, args.max_seq_len)
     progress = not args.quiet and sys.stderr.isatty() and len(sentences) > args.batch_size
-    entities = tag_sentences(model, tokenizer, sentences, settings, args.batch_size, device, args.precision, progress)
+    tokenisation = tokenisation_of(args.model, args.tokenisation)
+    entities = tag_sentences(model, tokenizer, sentences, settings, args.batch_size, device, args.precision, progress, tokenisation)
     writer = write_jsonl if output_format(args.out, args.out_format) == "jsonl" else write_conll
     with open_output(args.out) as out:
         writer(out, sentences, entities)
-    log.info("%d sentences, %d entities (%s) -> %s", len(sentences), sum(map(len, entities)), settings, args.out or "<stdout>")
+    log.info("%d sentences, %d entities (%s, %s tokenisation) -> %s", len(sentences), sum(map(len, entities)), settings, tokenisation, args.out or "<stdout>")
     return 0
 
 

@@ -40,7 +40,7 @@ import torch
 from glode.batching import build_items, make_loader, move_batch, read_spans
 from glode.data import load_sentences
 from glode.device import autocast, describe_device, seed_everything, select_device
-from glode.io import GlodeInputError, atomic_dir, atomic_path, setup_logging
+from glode.io import GlodeInputError, atomic_dir, atomic_path, read_parquet_metadata, setup_logging
 from glode.model import load_tokenizer
 from glode.objectives import source_objective, span_cross_entropy
 from glode.options import add_options, option, options_from_args
@@ -81,8 +81,6 @@ class SourceTrainingOptions(TrainingOptions):
 
     def validate(self) -> None:
         self.validate_common()
-        if self.epochs < 1:
-            raise ValueError("--epochs must be >= 1")
 
 
 def subsample(df: pd.DataFrame, limit: int, seed: int, stream: int) -> pd.DataFrame:
@@ -145,6 +143,8 @@ def source_summary(opts: SourceTrainingOptions, span_settings, inputs: dict, cla
         "span_settings": dataclasses.asdict(span_settings),
         "inputs": {name: str(path) if path else None for name, path in inputs.items()},
         "classes": classes,
+        # how the target language's words met the tokenizer: `glode tag`'s default for this model
+        "target_tokenisation": read_parquet_metadata(inputs["target_sentences"]).get("tokenisation", "words") if inputs.get("target_sentences") else "words",
         "source_sentences": n_source,
         "source_spans": n_spans,
         "target_sentences": n_target,

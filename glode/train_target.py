@@ -90,7 +90,7 @@ from glode.model import SpanModel, load_tokenizer
 from glode.objectives import soft_span_cross_entropy, span_cross_entropy, supervised_contrastive_loss, target_objective
 from glode.options import add_options, option, options_from_args
 from glode.pseudo_label import predictions_frame
-from glode.spans import SpanSettings, read_span_settings
+from glode.spans import SpanSettings, read_span_settings, sentence_tokenisation
 from glode.target_state import json_safe, labels_digest, read_trainer, restore_state, save_state
 from glode.training import (
     CorpusVocabulary,
@@ -134,12 +134,6 @@ class TargetTrainingOptions(TrainingOptions):
 
     def validate(self) -> None:
         self.validate_common()
-        if self.aux_task not in AUX_TASKS:
-            raise ValueError(f"--aux-task must be one of {AUX_TASKS}, got {self.aux_task!r}")
-        if self.num_epochs < 1:
-            raise ValueError("--num-epochs must be >= 1")
-        if self.supcon_temperature <= 0:
-            raise ValueError("--supcon-temperature must be > 0")
 
     @property
     def projection_trained(self) -> bool:
@@ -536,6 +530,7 @@ def trainer_record(files: TargetFiles, inputs: TargetInputs, run: TargetRun, epo
         "labels_changed": changed,
         "target_spans": int(len(inputs.target_spans)),
         "span_settings": dataclasses.asdict(inputs.span_settings),
+        "target_tokenisation": sentence_tokenisation(inputs.target),  # `glode tag`'s default for this model
         "inputs": {**inputs_used, "state_in": str(files.state_in) if files.state_in else None, "mlm_vocab": str(files.mlm_vocab) if files.mlm_vocab else None},
     }
 

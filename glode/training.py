@@ -40,7 +40,7 @@ from glode.device import DEVICE_PATTERN, PRECISIONS, autocast, make_generator
 from glode.io import GlodeInputError, read_parquet_metadata, write_json
 from glode.model import SpanModel
 from glode.objectives import MLM_NORMALISATIONS, mask_tokens, masked_lm_loss
-from glode.options import option
+from glode.options import OptionError, check_ranges, option
 from glode.spans import SpanSettings
 
 log = logging.getLogger(__name__)
@@ -78,16 +78,10 @@ class TrainingOptions:
     num_workers: int = option(0, "DataLoader worker processes", minimum=0)
 
     def validate_common(self) -> None:
-        if self.mlm_normalisation not in MLM_NORMALISATIONS:
-            raise ValueError(f"--mlm-normalisation must be one of {MLM_NORMALISATIONS}")
-        if self.batch_size < 1 or self.grad_accumulation < 1:
-            raise ValueError("--batch-size and --grad-accumulation must be >= 1")
-        if not 0.0 <= self.mask_rate <= 1.0:
-            raise ValueError("--mask-rate must be in [0, 1]")
+        """The declared ranges of every field (glode.options), then what involves two fields."""
+        check_ranges(self)
         if self.cache_frozen_layers and self.train_top_layers < 1:
-            raise ValueError("--cache-frozen-layers needs --train-top-layers >= 1 (otherwise no layer is frozen)")
-        if self.precision not in PRECISIONS:
-            raise ValueError(f"--precision must be one of {PRECISIONS}, got {self.precision!r}")
+            raise OptionError("--cache-frozen-layers needs --train-top-layers >= 1 (otherwise no layer is frozen)")
 
 
 # -- classes and random streams ----------------------------------------------------------------

@@ -31,6 +31,9 @@ BAD_CONFIGS = {
     "zero epochs": ({"target": {"epochs": 0}}, "config key 'target.epochs': 0 is less than the minimum of 1"),
     "misspelled variant": ({"variants": {"glod": {}}}, "config key 'variants.glod': not one of the paper's variants (did you mean 'glode'?)"),
     "study variant not configured": ({"study_variants": ["wo_denoisin"]}, "config key 'study_variants': 'wo_denoisin' is not a variant name (did you mean 'wo_denoising'?)"),
+    "tokenisation of a language not in the dataset": ({"datasets": {"wikiann": {"tokenisation": {"hii": "joined"}}}}, "config key 'datasets.wikiann.tokenisation.hii': 'hii' is neither the source nor a target of wikiann (en, ar, hi, zh) (did you mean 'hi'?)"),
+    "unknown tokenisation": ({"datasets": {"wikiann": {"tokenisation": {"zh": "chars"}}}}, "config key 'datasets.wikiann.tokenisation.zh': 'chars' is not one of ['words', 'joined']"),
+    "negative seed": ({"seeds": [-1]}, "config key 'seeds.0': -1 is less than the minimum of 0"),
     "unknown dataset key": ({"datasets": {"conll": {"target": ["de"]}}}, "config key 'datasets.conll.target' is not a known setting (did you mean 'targets'?)"),
 }
 

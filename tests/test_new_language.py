@@ -83,3 +83,14 @@ def test_a_pinned_sha256_is_checked(project_root, data_root, workdir):
     log = (workdir / "results/logs/prepare/wikiann/xx/test.log").read_text()
     assert "data/panx/xx/test.txt: sha256 mismatch: expected 000" in log
     assert not (workdir / "results/data/wikiann/xx/test.parquet").exists()
+
+
+def test_a_dataset_of_ones_own_needs_only_a_source_train_file(project_root, data_root, workdir):
+    write_panx(workdir / "data/mine/src/train.txt", 2)
+    files = {"src": {"train": "data/mine/src/train.txt"}, "xx": {"train": "data/panx/xx/train.txt", "test": "data/panx/xx/test.txt"}}
+    overlay = {"datasets": {"mine": {"entity_types": ["PER", "LOC", "ORG"], "source": "src", "targets": ["xx"], "files": files}}}
+    result = snakemake(project_root, workdir, overlay, data_root, "-n", "--printshellcmds")
+    out = result.stdout + result.stderr
+    assert result.returncode == 0, out[-3000:]
+    assert "--dataset mine --lang src --split train" in out and "--dataset mine --lang xx --split test" in out
+    assert "--lang src --split test" not in out and "--lang src --split dev" not in out and "--lang xx --split dev" not in out

@@ -204,3 +204,44 @@ def test_span_settings_from_the_model_directory_else_the_options(model_dir, tmp_
     assert (tag.span_settings_of(bare, 4, 2, 64).max_span_len, tag.span_settings_of(bare, 4, 2, 64).max_seq_len) == (2, 64)
     with pytest.raises(GlodeInputError, match="spans of 1..4 words"):
         tag.span_settings_of(bare, 4, 5, None)
+
+
+def test_joined_tokenisation_is_the_default_of_a_model_trained_so_and_matches_pseudo_label(model_dir, tiny_backbone, tmp_path):
+    import shutil
+
+    import pandas as pd
+
+    from glode import pseudo_label
+    from glode.evaluate import decode_entities
+    from glode.io import write_parquet
+    from glode.model import load_tokenizer
+    from glode.spans import build_span_table
+
+    joined_model = tmp_path / "zh_model"
+    shutil.copytree(model_dir, joined_model)
+    summary = json.loads((joined_model / "glode_training.json").read_text())
+    (joined_model / "glode_training.json").write_text(json.dumps({**summary, "target_tokenisation": "joined"}))
+    assert tag.tokenisation_of(model_dir, None) == "words" and tag.tokenisation_of(joined_model, None) == "joined"
+    assert tag.tokenisation_of(joined_model, "words") == "words"
+
+    texts = ["北京是中国的首都。", "上海很大"]
+    source = tmp_path / "zh.txt"
+    source.write_text("\n".join(texts) + "\n", encoding="utf-8")
+    assert run_tag(joined_model, "--input", str(source), "--tokenizer", "chars", "--out", str(tmp_path / "zh.jsonl")) == 0
+    records = read_jsonl(tmp_path / "zh.jsonl")
+
+    # the pipeline's way: a sentences file prepared with --tokenisation joined, its spans, pseudo-label
+    sentences = pd.DataFrame({"sent_id": [0, 1], "line": [1, 2], "tokens": [list(t) for t in texts]})
+    write_parquet(sentences, tmp_path / "zh.parquet", {"tokenisation": "joined", "labeled": False})
+    sentences.attrs["glode"] = {"tokenisation": "joined"}
+    spans, _ = build_span_table(sentences, load_tokenizer(tiny_backbone), 4, 128)
+    write_parquet(spans, tmp_path / "zh.spans.parquet", {"max_span_len": 4, "max_seq_len": 128, "tokenisation": "joined"})
+    assert pseudo_label.main(["--model", str(joined_model), "--sentences", str(tmp_path / "zh.parquet"), "--spans", str(tmp_path / "zh.spans.parquet"),
+                              "--out", str(tmp_path / "pred.parquet"), "--device", "cpu"]) == 0  # fmt: skip
+    expected = decode_entities(pd.read_parquet(tmp_path / "pred.parquet"), CLASSES)
+    for sent_id, record in enumerate(records):
+        assert {entity_key(e) for e in record["entities"]} == {(b, e, label) for b, e, label, _ in expected.get(sent_id, [])}
+    assert any(r["entities"] for r in records)
+    # and the words mode sees other pieces, so other probabilities
+    assert run_tag(joined_model, "--input", str(source), "--tokenizer", "chars", "--tokenisation", "words", "--out", str(tmp_path / "w.jsonl")) == 0
+    assert [e["prob"] for r in read_jsonl(tmp_path / "w.jsonl") for e in r["entities"]] != [e["prob"] for r in records for e in r["entities"]]

@@ -1,4 +1,5 @@
 # Helpers shared by the rules: config lookups and the lists of files each target needs.
+import shlex
 from pathlib import Path
 
 # The metrics file of one evaluation: the output pattern of rule `evaluate`, and (through
@@ -65,19 +66,18 @@ def per_language_files(path, splits):
     ]
 
 
-# The shipped benchmark files (None where data_root has no MANIFEST.tsv), read once per plan.
-MANIFEST_KEYS = manifest_keys(config)
 
 
 def all_sentence_files():
-    """Every language's train, dev and test sentences; a dev split only where there is one (no
-    model selection uses it: it is prepared to check the file)."""
+    """Every language's train, dev and test sentences: the splits it needs (train; a target's
+    test), and the others where they exist (dev: no model selection uses it; it is checked)."""
     return [
         sentences_file(d, lang, split)
         for d in config["datasets"]
         for lang in languages(d)
         for split in ("train", "dev", "test")
-        if split != "dev" or data_split_available(config, d, lang, split, MANIFEST_KEYS)
+        if split in needed_splits(config, d, lang)
+        or data_split_available(config, d, lang, split, MANIFEST_KEYS)
     ]
 
 
@@ -103,7 +103,7 @@ def data_source_flags(wildcards):
     if declared is None:
         return f"--data-root {config['data_root']} {download_flags()}".strip()
     fmt = config["datasets"][wildcards.dataset].get("format", {})
-    flags = f"--file {declared['path']} --scheme {fmt.get('scheme', 'BIO')} --encoding {fmt.get('encoding', 'UTF-8')}"
+    flags = f"--file {shlex.quote(declared['path'])} --scheme {fmt.get('scheme', 'BIO')} --encoding {shlex.quote(fmt.get('encoding', 'UTF-8'))}"
     return flags + (f" --sha256 {declared['sha256']}" if declared["sha256"] else "")
 
 
