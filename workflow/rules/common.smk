@@ -66,11 +66,10 @@ def per_language_files(path, splits):
     ]
 
 
-
-
 def all_sentence_files():
     """Every language's train, dev and test sentences: the splits it needs (train; a target's
-    test), and the others where they exist (dev: no model selection uses it; it is checked)."""
+    test), and the others where they exist (dev: no model selection uses it; it is checked).
+    """
     return [
         sentences_file(d, lang, split)
         for d in config["datasets"]
