@@ -162,6 +162,17 @@ def update_pseudo_labels(p: torch.Tensor, u: torch.Tensor, beta: float) -> torch
     return torch.where(has_direction, mixed, p)
 
 
+def direction_agreement(d_global: torch.Tensor, d_local: torch.Tensor) -> dict[str, int]:
+    """How the two decision levels relate, for the analysis of what the denoiser does (not an
+    equation): spans with a direction from the global level only, the local level only, both, and
+    both with the same set of directions."""
+    has_g, has_l = (d_global != 0).any(1), (d_local != 0).any(1)
+    both = has_g & has_l
+    same = ((d_global != 0) == (d_local != 0)).all(1) & both
+    return {"global_only": int((has_g & ~has_l).sum()), "local_only": int((has_l & ~has_g).sum()),
+            "both": int(both.sum()), "both_agree": int(same.sum())}
+
+
 def beta_schedule(epoch: int, num_epochs: int, start: float = 0.95, end: float = 0.80) -> float:
     """Update rate beta of Eq. 11 for an epoch (0-based): linear from `start` at epoch 0 to
     exactly `end` at the last epoch (num_epochs - 1), as the paper says ("uniformly decreases
@@ -398,7 +409,8 @@ class Denoiser:
         cfg = self.config
         n = p_target.shape[0]
         info: dict[str, Any] = {"spans": n, "updated": 0, "changed": 0, "changed_to": [0] * self.num_classes,
-                                "beta": None, "ready": False, "global_scores": None, "local_scores": None}
+                                "beta": None, "ready": False, "global_scores": None, "local_scores": None,
+                                "directions": {"global_only": 0, "local_only": 0, "both": 0, "both_agree": 0}}
         if not (cfg.use_global or cfg.use_local) or n == 0:
             return p_target, info
         g = self.global_scores(z_target) if cfg.use_global else None
@@ -420,7 +432,8 @@ class Denoiser:
         old_top, new_top = p_target.argmax(1), p_new.argmax(1)
         changed = old_top != new_top
         info.update(beta=beta, updated=int((u != 0).any(1).sum()), changed=int(changed.sum()),
-                    changed_to=torch.bincount(new_top[changed], minlength=self.num_classes).tolist())
+                    changed_to=torch.bincount(new_top[changed], minlength=self.num_classes).tolist(),
+                    directions=direction_agreement(d_global, d_local))
         return p_new, info
 
     # -- per epoch --------------------------------------------------------------------------

@@ -10,7 +10,8 @@ over several machines and sessions:
   Figure 3 and writes the mean +- std per system as Markdown.
 
 `glode study diagnose` prints, for one target run, what the denoiser did per epoch: labels changed
-and to which class, the global and local thresholds per class (Eq. 7; inf = a class no span is
+and to which class, which decision levels gave the updated spans a direction (and whether global
+and local agreed), the global and local thresholds per class (Eq. 7; inf = a class no span is
 labelled with), entity spans per class, and each class's pseudo-label F1 against the hidden gold.
 
 scores.csv: `dataset,lang,system,seed,f1,precision,recall`, seqeval micro scores x100 on the full
@@ -188,7 +189,8 @@ def diagnosis_rows(labels_paths: Sequence[Path], quality_paths: Sequence[Path]) 
     """One Markdown row per epoch of a target run (labels Parquet + its label-quality JSON)."""
     from glode.io import read_parquet_metadata
 
-    rows = ["| epoch | changed (to) | global thresholds | local thresholds | entity spans (argmax) | pseudo-label F1 per type |", "|---|---|---|---|---|---|"]
+    rows = ["| epoch | changed (to) | directions: global only / local only / both (same) | global thresholds | local thresholds | entity spans (argmax) | pseudo-label F1 per type |",
+            "|---|---|---|---|---|---|---|"]
     for labels_path, quality_path in zip(labels_paths, quality_paths):
         meta = read_parquet_metadata(labels_path)
         classes = meta["classes"]
@@ -198,7 +200,9 @@ def diagnosis_rows(labels_paths: Sequence[Path], quality_paths: Sequence[Path]) 
         per_type = read_json_file(quality_path).get("per_type", {})
         f1 = {c: 100 * per_type[c]["f1"] for c in classes[1:] if c in per_type}
         changed = f"{meta.get('labels_changed', 0)} ({class_cells({c: n for c, n in (meta.get('changed_to') or {}).items() if n}, classes, '{}')})"
-        rows.append(f"| {meta['epoch']} | {changed} | {class_cells(end.get('global_thresholds'), classes, '{:.3f}')} | "
+        d = meta.get("directions")  # absent in labels written before glode recorded it
+        directions = f"{d['global_only']} / {d['local_only']} / {d['both']} ({d['both_agree']})" if d else "-"
+        rows.append(f"| {meta['epoch']} | {changed} | {directions} | {class_cells(end.get('global_thresholds'), classes, '{:.3f}')} | "
                     f"{class_cells(end.get('local_thresholds'), classes, '{:.3f}')} | {class_cells(spans, classes, '{}')} | {class_cells(f1, classes, '{:.1f}')} |")
     return rows
 

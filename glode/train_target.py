@@ -393,6 +393,7 @@ class EpochTally:
 
     def __init__(self, n_classes: int, update_log: UpdateLog):
         self.changed, self.updated, self.changed_to = 0, 0, [0] * n_classes
+        self.directions = {"global_only": 0, "local_only": 0, "both": 0, "both_agree": 0}
         self.ready, self.beta = False, None
         self.denoise_seconds = 0.0
         self.projections: dict[str, list[torch.Tensor]] = {"z_t": [], "y_t": [], "local_t": [], "z_s": [], "y_s": []}
@@ -410,6 +411,7 @@ class EpochTally:
         self.changed += info["changed"]
         self.updated += info["updated"]
         self.changed_to = [a + b for a, b in zip(self.changed_to, info["changed_to"])]
+        self.directions = {k: v + info["directions"][k] for k, v in self.directions.items()}
         self.ready = self.ready or info["ready"]
         self.beta = info["beta"] if info["beta"] is not None else self.beta
 
@@ -508,6 +510,7 @@ def labels_metadata(files: TargetFiles, inputs: TargetInputs, epoch: int, opts: 
         labels_changed=changed,
         labels_updated=tally.updated,
         changed_to=dict(zip(inputs.classes, tally.changed_to)),
+        directions=tally.directions,  # global vs local decisions of this epoch's updates (glode study diagnose)
         denoise_end_epoch=json_safe(end_info),
     )
     return meta

@@ -328,3 +328,12 @@ def test_faiss_import_logs_no_cpu_feature_probing():
     quiet = stderr_of("from glode.denoise import _faiss; faiss = _faiss(); assert faiss.IndexFlatIP(4).d == 4; "
                       "assert logging.getLogger('faiss.loader').level == logging.NOTSET")  # level restored
     assert "faiss.loader" not in quiet and "ModuleNotFoundError" not in quiet, quiet
+
+
+def test_direction_agreement_hand_computed():
+    from glode.denoise import direction_agreement
+
+    d_global = torch.tensor([[1.0, 0, 0], [0, 1, 1], [0, 0, 0], [0, 1, 0], [0, 0, 0]])
+    d_local = torch.tensor([[1.0, 0, 0], [0, 1, 0], [0, 0, 1], [0, 0, 0], [0, 0, 0]])
+    # row 0: both, same set; row 1: both, different sets; row 2: local only; row 3: global only; row 4: none
+    assert direction_agreement(d_global, d_local) == {"global_only": 1, "local_only": 1, "both": 2, "both_agree": 1}

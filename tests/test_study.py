@@ -98,10 +98,11 @@ def test_diagnose_reports_changes_thresholds_and_type_scores(tmp_path, capsys):
 
     frame = pd.DataFrame({"sent_id": [0, 0, 1], "start": [0, 1, 0], "end": [0, 1, 0], "label": ["PER", "O", "O"]})
     meta = {"classes": ["O", "PER", "LOC"], "epoch": 3, "labels_changed": 2, "changed_to": {"O": 2, "PER": 0, "LOC": 0},
+            "directions": {"global_only": 4, "local_only": 1, "both": 7, "both_agree": 5},
             "denoise_end_epoch": {"global_thresholds": [0.5, 0.61234, float("inf")], "local_thresholds": [0.9, 0.2, float("inf")]}}
     write_parquet(frame, tmp_path / "labels.parquet", meta)
     quality = write_json(tmp_path / "q.json", {"per_type": {"PER": {"f1": 0.5}, "LOC": {"f1": 0.0}}})
     assert study.main(["diagnose", "--labels", str(tmp_path / "labels.parquet"), "--quality", quality]) == 0
     row = capsys.readouterr().out.splitlines()[-1]
     # LOC: no span labelled with it, so its thresholds are infinite and no span can move to it
-    assert row == "| 3 | 2 (O 2) | O 0.500 PER 0.612 LOC inf | O 0.900 PER 0.200 LOC inf | PER 1 LOC 0 | PER 50.0 LOC 0.0 |"
+    assert row == "| 3 | 2 (O 2) | 4 / 1 / 7 (5) | O 0.500 PER 0.612 LOC inf | O 0.900 PER 0.200 LOC inf | PER 1 LOC 0 | PER 50.0 LOC 0.0 |"

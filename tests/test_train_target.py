@@ -105,6 +105,9 @@ def test_outputs_schema_state_and_log(data, three_epochs):
             assert np.array_equal(probs, initial) and meta["labels_changed"] == 0
     meta = read_parquet_metadata(out / "e2.labels.parquet")
     assert meta["denoise_ready"] and meta["beta"] == pytest.approx(0.80) and meta["labels_updated"] > 0
+    directions = meta["directions"]  # every updated span got its direction from one level or both
+    assert directions["global_only"] + directions["local_only"] + directions["both"] == meta["labels_updated"]
+    assert 0 <= directions["both_agree"] <= directions["both"]
     assert meta["labels_changed"] == int((probs_of(out / "e2.labels.parquet").argmax(1) != initial.argmax(1)).sum()) > 0
 
     # state: the bank from the end of epoch 0, local thresholds from the end of epoch 1
