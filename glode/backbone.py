@@ -47,6 +47,7 @@ from typing import Callable, Iterator, NoReturn, Sequence
 import numpy as np
 
 from glode.io import GlodeInputError, atomic_dir, setup_logging, write_json
+from glode.manifest import sha256_of
 
 log = logging.getLogger(__name__)
 
@@ -455,7 +456,6 @@ WEIGHT_INDEX_FILES = ("model.safetensors.index.json", "pytorch_model.bin.index.j
 # directory was built here, the provenance file lists it and its absence is found there.
 TOKENIZER_FILES = ("tokenizer.json", "sentencepiece.bpe.model", "spiece.model", "sentencepiece.model", "vocab.txt")
 PARTS = ("config", "weights", "tokenizer")
-HASH_CHUNK = 1 << 20
 Fail = Callable[[str], NoReturn]  # raises the directory's BackboneError with this problem
 
 
@@ -505,13 +505,6 @@ def is_local_path(name: os.PathLike | str) -> bool:
     first = text.split("/", 1)[0]
     return "/" in text and Path(first).is_dir()
 
-
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(HASH_CHUNK), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def record_files(directory: os.PathLike | str) -> dict[str, dict]:

@@ -144,15 +144,11 @@ def check_config(config: dict) -> None:
     check_language_keys(config)
 
 
-def validate_config(config: dict) -> None:
-    check_config(config)
-
-
 def load_config(*overlays: str | Path | dict, base: str | Path = CONFIG_PATH) -> dict[str, Any]:
     """config/config.yaml with overlays (files or dicts) merged on top, validated."""
     config = yaml.safe_load(Path(base).read_text())
     for overlay in overlays:
         extra = overlay if isinstance(overlay, dict) else yaml.safe_load(Path(overlay).read_text())
         config = deep_merge(config, extra or {})
-    validate_config(config)
+    check_config(config)
     return config

@@ -13,6 +13,7 @@ from typing import Sequence
 import pandas as pd
 
 from glode.io import GlodeInputError, read_parquet_metadata
+from glode.spans import TOKENISATIONS
 
 # The label sets without "O"; stage CLIs take them as an argument, these are only defaults.
 DEFAULT_ENTITY_TYPES: dict[str, list[str]] = {
@@ -33,7 +34,7 @@ def _read(path: os.PathLike | str, meta: dict) -> pd.DataFrame:
         if column in df.columns:
             df[column] = [list(values) for values in df[column]]
     mode = meta.get("tokenisation", "words")
-    if mode not in ("words", "joined"):  # glode.spans.TOKENISATIONS, which later stages act on
+    if mode not in TOKENISATIONS:  # the modes later stages act on (glode.spans.encode_words)
         raise GlodeInputError(path, f"unknown tokenisation {mode!r} in the metadata (expected words or joined): not a file of `glode prepare`?")
     df.attrs["glode"] = meta
     return df

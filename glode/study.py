@@ -142,7 +142,8 @@ def quality_records(quality: pd.DataFrame) -> list[QualityRecord]:
 
 def study_figure(quality: pd.DataFrame, out: Path) -> None:
     records = quality_records(quality)
-    variants = sorted(set(quality["variant"]), key=lambda v: (v not in VARIANT_LABELS, list(VARIANT_LABELS).index(v) if v in VARIANT_LABELS else 0, v))
+    present = set(quality["variant"])
+    variants = [v for v in VARIANT_LABELS if v in present] + sorted(present - set(VARIANT_LABELS))
     strategies = [(v, VARIANT_LABELS.get(v, v)) for v in variants]
     curves: dict = {}
     for variant in variants:  # each variant's curve starts at its own initial labels

@@ -219,13 +219,19 @@ def check_model_dir(path: Path) -> None:
         raise GlodeInputError(path, f"config.json lacks the span-model fields {missing}; {MODEL_DIR_HINT}")
 
 
+def training_summary(model_dir: Path) -> dict:
+    """The model directory's glode_training.json (both training stages write it), or {}."""
+    summary_file = model_dir / "glode_training.json"
+    return json.loads(summary_file.read_text(encoding="utf-8")) if summary_file.is_file() else {}
+
+
 def span_settings_of(model_dir: Path, model_max_span_len: int, max_span_len: int | None, max_seq_len: int | None):
     """The spans the model was trained on (glode_training.json's `span_settings`, which both
     training stages write), else the options: evaluation enumerates spans the same way."""
     from glode.spans import SpanSettings
 
     summary_file = model_dir / "glode_training.json"
-    saved = json.loads(summary_file.read_text(encoding="utf-8")).get("span_settings") if summary_file.is_file() else None
+    saved = training_summary(model_dir).get("span_settings")
     if saved:
         settings = SpanSettings(int(saved["max_span_len"]), int(saved["max_seq_len"]))
         given = {"--max-span-len": (max_span_len, settings.max_span_len), "--max-seq-len": (max_seq_len, settings.max_seq_len)}
@@ -245,11 +251,7 @@ def span_settings_of(model_dir: Path, model_max_span_len: int, max_span_len: int
 def tokenisation_of(model_dir: Path, given: str | None) -> str:
     """How words meet the tokenizer: --tokenisation, else what the model's target language used in
     training (glode_training.json `target_tokenisation`, e.g. `joined` for zh), else `words`."""
-    if given:
-        return given
-    summary_file = model_dir / "glode_training.json"
-    saved = json.loads(summary_file.read_text(encoding="utf-8")).get("target_tokenisation") if summary_file.is_file() else None
-    return saved or "words"
+    return given or training_summary(model_dir).get("target_tokenisation") or "words"
 
 
 def tag_sentences(model, tokenizer, sentences: list[TaggedSentence], settings, batch_size: int, device, precision: str, progress: bool,

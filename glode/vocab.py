@@ -68,17 +68,16 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging(args.log)
     from glode.data import load_sentences
     from glode.model import load_tokenizer
-
-    tokenizer = load_tokenizer(args.tokenizer)
     from glode.spans import sentence_tokenisation
 
+    tokenizer = load_tokenizer(args.tokenizer)
     tables = [load_sentences(path) for path in args.sentences]
-    words = [tokens for table in tables for tokens in table["tokens"].tolist()]
     ids = np.unique(np.concatenate([corpus_piece_ids(t["tokens"].tolist(), tokenizer, sentence_tokenisation(t)) for t in tables]))
+    n_sentences = sum(len(t) for t in tables)
     vocab_size = len(tokenizer)
     write_json({"tokenizer": str(args.tokenizer), "sentences": [str(p) for p in args.sentences], "vocab_size": vocab_size,
                 "pieces": len(ids), "piece_ids": ids.tolist()}, args.out)
-    log.info("%d sentences use %d of %d pieces (%.1f%%) -> %s", len(words), len(ids), vocab_size, 100 * len(ids) / vocab_size, args.out)
+    log.info("%d sentences use %d of %d pieces (%.1f%%) -> %s", n_sentences, len(ids), vocab_size, 100 * len(ids) / vocab_size, args.out)
     return 0
 
 
