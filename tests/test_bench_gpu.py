@@ -129,3 +129,16 @@ def test_large_shape_on_cuda_has_a_plausible_mfu(bench, capsys):
     for name, result in figures["knn"]["backends"].items():
         assert result["ms_per_search"] > 0, name
         assert result["scores_close"] and result["index_overlap"] > 0.99, name
+
+
+def test_knn_chunks_benchmark_runs_on_the_cpu_and_exact_ways_agree(capsys):
+    """benchmarks/bench_knn_chunks.py at toy size: every exact way (chunk sizes, unsorted,
+    two-stage) finds the reference's neighbours on both banks."""
+    spec = importlib.util.spec_from_file_location("bench_knn_chunks", PROJECT_ROOT / "benchmarks" / "bench_knn_chunks.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert module.main(["--device", "cpu", "--bank", "600", "--queries", "30", "--k", "20", "--repeats", "1"]) == 0
+    lines = [line for line in capsys.readouterr().out.splitlines() if " queries " in line]
+    assert len(lines) == 2 * 10  # two banks x ten ways
+    exact = [line for line in lines if "chunk" in line or "two-stage" in line]
+    assert len(exact) == 2 * 7 and all("label counts equal 1.0000, index sets equal 1.0000" in line for line in exact)

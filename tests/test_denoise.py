@@ -300,6 +300,26 @@ def test_gpu_matches_cpu():
 
 
 @pytest.mark.gpu
+def test_gpu_torch_search_chunks_do_not_change_neighbours():
+    """The CUDA default chunk (2^28 similarities: all 700 queries at once) and 64-query chunks give
+    identical results, and the neighbours of CPU faiss."""
+    torch.manual_seed(4)
+    z = F.normalize(torch.randn(20_000, 128), dim=1)
+    labels = torch.randint(0, 5, (20_000,))
+    q = F.normalize(torch.randn(700, 128), dim=1)
+    cpu_scores, cpu_idx = NeighbourBank(z, labels, backend="faiss").search(q, 300)
+    default = NeighbourBank(z.cuda(), labels.cuda(), backend="torch")
+    assert default.chunk_elements == 1 << 28
+    small = NeighbourBank(z.cuda(), labels.cuda(), backend="torch", chunk_elements=20_000 * 64)  # 64-query chunks
+    (scores, idx), (small_scores, small_idx) = default.search(q.cuda(), 300), small.search(q.cuda(), 300)
+    assert torch.equal(idx, small_idx) and torch.equal(scores, small_scores)
+    assert torch.allclose(scores.cpu(), cpu_scores, atol=1e-5)
+    # cuBLAS and faiss' BLAS sum in different orders: a near-tie at the 300th place may swap
+    same = [len(set(a.tolist()) & set(b.tolist())) for a, b in zip(idx.cpu(), cpu_idx)]
+    assert sum(same) / (300 * len(same)) > 0.999
+
+
+@pytest.mark.gpu
 def test_gpu_denoiser_runs_on_device():
     config = DenoiseOptions(k=10)
     denoiser = Denoiser(3, dim=8, config=config, device="cuda")
