@@ -57,9 +57,27 @@ def main(argv: list[str] | None = None) -> int:
     return run_stage(module.main, argv[1:])
 
 
-# Errors whose message says what is wrong (bad input, a bad setting, a missing file): the message
-# alone is the report. Anything else is unexpected and gets its traceback.
-EXPECTED_ERRORS = (ValueError, FileNotFoundError, NotADirectoryError, PermissionError)
+# Errors whose message says what is wrong: a missing or unreadable path (the message names it),
+# and a ValueError that glode raised (bad input, a bad setting). The message alone is the report.
+# A ValueError from inside a library (numpy, torch) and anything else are unexpected and get
+# their traceback.
+PATH_ERRORS = (FileNotFoundError, NotADirectoryError, PermissionError)
+GLODE_PACKAGE = Path(__file__).resolve().parent
+
+
+def raised_by_glode(err: BaseException) -> bool:
+    """Whether the innermost Python frame of `err`'s traceback is in the glode package (an
+    OSError from `open` counts: builtins have no frame of their own)."""
+    tb = err.__traceback__
+    if tb is None:
+        return False
+    while tb.tb_next is not None:
+        tb = tb.tb_next
+    return GLODE_PACKAGE in Path(tb.tb_frame.f_code.co_filename).resolve().parents
+
+
+def is_expected(err: BaseException) -> bool:
+    return isinstance(err, PATH_ERRORS) or (isinstance(err, ValueError) and raised_by_glode(err))
 
 
 def log_file_of(argv: list[str]) -> Path | None:
@@ -85,7 +103,7 @@ def run_stage(stage_main, argv: list[str]) -> int:
     try:
         return int(stage_main(argv) or 0)
     except Exception as err:  # noqa: BLE001 - every failure is reported the same way
-        expected = isinstance(err, EXPECTED_ERRORS)
+        expected = is_expected(err)
         log_file = log_file_of(argv)
         if log_file is not None and not logs_to(log_file):  # the stage failed before it set up logging
             from glode.io import setup_logging

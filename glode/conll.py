@@ -159,6 +159,16 @@ def _tag_checker(path: Path, entity_types: Sequence[str]):
     return check
 
 
+def split_columns(line: str, tabs: bool = True) -> list[str]:
+    """The columns of a token line (its newline removed): at its tabs when `tabs` (a tab-separated
+    file) and the line has one, else at runs of spaces and tabs after leading blanks. A tab file
+    may still have a space-separated line, which is split on spaces. Only spaces and tabs are
+    blanks (not NBSP and the like: those can be part of a word)."""
+    if tabs and "\t" in line:
+        return line.split("\t")
+    return _SPACES.split(line.lstrip(" \t"))
+
+
 def _is_docstart(stripped: str) -> bool:
     """A `-DOCSTART-` line (alone or with more columns), not a word that merely starts with it."""
     return stripped.startswith(DOCSTART) and stripped[len(DOCSTART) : len(DOCSTART) + 1] in ("", " ", "\t")
@@ -205,7 +215,7 @@ class _SentenceReader:
             self.docstart_lines += 1
             self.end_sentence()  # Dutch starts a sentence right after -DOCSTART-, with no blank line
             return
-        word, tag = self.word_and_tag(line, stripped, number)
+        word, tag = self.word_and_tag(line, number)
         self.check_tag(tag, number)
         tag = self.repair_tag(tag)
         if not self.tokens:
@@ -213,15 +223,11 @@ class _SentenceReader:
         self.tokens.append(word)
         self.tags.append(tag)
 
-    def word_and_tag(self, line: str, stripped: str, number: int) -> tuple[str, str]:
+    def word_and_tag(self, line: str, number: int) -> tuple[str, str]:
         """Split a token line into columns, check their count, and return the first and last."""
         if self.tab_separated is None:
             self.tab_separated = "\t" in line
-        # a tab file may still have a space-separated line; split that one on spaces
-        if self.tab_separated and "\t" in line:
-            cols = line.split("\t")
-        else:
-            cols = _SPACES.split(stripped)
+        cols = split_columns(line, tabs=self.tab_separated)
         if len(cols) < MIN_COLUMNS:
             raise GlodeInputError(self.path, f"expected at least {MIN_COLUMNS} columns (word ... tag), found {len(cols)}: {line!r}", number)
         if self.columns == 0:

@@ -14,11 +14,14 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Any, Iterator
 
-import pandas as pd
-import pyarrow as pa
-import pyarrow.parquet as pq
+if TYPE_CHECKING:
+    import pandas as pd
+    import pyarrow as pa
+
+# pandas and pyarrow are imported where Parquet is read or written, not here: the Snakefile's
+# config and backbone checks import this module at every parse, and need neither (~0.5 s).
 
 log = logging.getLogger("glode")
 
@@ -80,6 +83,9 @@ def atomic_dir(path: os.PathLike | str) -> Iterator[Path]:
 
 def write_parquet(df: pd.DataFrame | pa.Table, path: os.PathLike | str, metadata: dict[str, Any] | None = None) -> None:
     """Write a DataFrame or Arrow table atomically; `metadata` is stored as JSON in the schema."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
     table = df if isinstance(df, pa.Table) else pa.Table.from_pandas(df, preserve_index=False)
     # pandas' own schema metadata names extension dtypes (e.g. "list<item: int8>[pyarrow]") that
     # other pandas versions cannot parse back; the Arrow types alone read everywhere.
@@ -93,6 +99,8 @@ def write_parquet(df: pd.DataFrame | pa.Table, path: os.PathLike | str, metadata
 
 def read_parquet_metadata(path: os.PathLike | str) -> dict[str, Any]:
     """The JSON metadata that `write_parquet` stored, or {}."""
+    import pyarrow.parquet as pq
+
     meta = pq.read_schema(path).metadata or {}
     raw = meta.get(b"glode")
     return json.loads(raw) if raw else {}

@@ -127,11 +127,11 @@ def first_column(line: str, path: str, number: int) -> str | None:
     """The word of a CoNLL token line, None for a blank line, split as glode.conll splits the
     benchmark files (so that tag sees the words evaluation sees): a line with a tab at its tabs,
     else at runs of spaces and tabs; only spaces and tabs are blanks (not NBSP and the like)."""
-    from glode.conll import _SPACES
+    from glode.conll import split_columns
 
     if not line.strip(" \t"):
         return None
-    word = line.split("\t")[0] if "\t" in line else _SPACES.split(line.lstrip(" \t"))[0]
+    word = split_columns(line)[0]
     if not word:
         raise GlodeInputError(display_name(path), f"empty word (first column): {line!r}", number)
     return word

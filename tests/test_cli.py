@@ -58,6 +58,33 @@ def test_unexpected_error_gets_its_traceback_even_before_logging_was_set_up(tmp_
     assert "unexpected error: KeyError" in capsys.readouterr().err
 
 
+def test_a_library_value_error_gets_its_traceback_a_glode_one_does_not(tmp_path):
+    """A ValueError is a clear message only where glode raised it; numpy's is a bug to show."""
+    import numpy as np
+
+    from glode.io import GlodeInputError
+
+    def library_error(argv):
+        np.ones(3).reshape(2, 2)  # ValueError from inside numpy
+
+    def glode_error(argv):
+        from glode.options import check_ranges
+        from glode.train_target import TargetTrainingOptions
+
+        check_ranges(TargetTrainingOptions(lr=-1.0))  # ValueError raised by glode itself
+
+    def missing_file(argv):
+        open(tmp_path / "nowhere.txt")  # a path error names its path wherever it comes from
+
+    for stage, expected in ((library_error, False), (glode_error, True), (missing_file, True)):
+        log = tmp_path / f"{stage.__name__}.log"
+        assert cli.run_stage(stage, ["--log", str(log)]) == 1
+        text = log.read_text()
+        assert ("Traceback (most recent call last)" in text) is not expected, stage.__name__
+        assert ("unexpected error" in text) is not expected, stage.__name__
+    assert issubclass(GlodeInputError, ValueError)
+
+
 def test_success_returns_the_stage_code_and_strips_verbose():
     seen = []
     assert cli.run_stage(lambda argv: seen.append(argv), ["--x", "1", "--verbose"]) == 0

