@@ -12,7 +12,10 @@ over several machines and sessions:
 `glode study diagnose` prints, for one target run, what the denoiser did per epoch: labels changed
 and to which class, which decision levels gave the updated spans a direction (and whether global
 and local agreed), the global and local thresholds per class (Eq. 7; inf = a class no span is
-labelled with), entity spans per class, and each class's pseudo-label F1 against the hidden gold.
+labelled with), entity spans per class, and each class's pseudo-label F1 against the hidden gold;
+with `--gold` (the split's gold sentences), also every span whose label the run changed (first
+epoch's labels against the last's), by old and new class, and how many of the old and of the new
+labels are the span's gold class (a gold entity's type, else O).
 
 scores.csv: `dataset,lang,system,seed,f1,precision,recall`, seqeval micro scores x100 on the full
 test file. label_quality.csv: `dataset,lang,variant,seed,epoch,f1,changed`, pseudo-label F1 x100
@@ -208,10 +211,40 @@ def diagnosis_rows(labels_paths: Sequence[Path], quality_paths: Sequence[Path]) 
     return rows
 
 
+def gold_span_classes(gold_sentences: pd.DataFrame) -> dict[tuple[int, int, int], str]:
+    """(sent_id, first word, last word) -> entity type of every gold entity (seqeval's spans)."""
+    from seqeval.metrics.sequence_labeling import get_entities
+
+    return {(int(s), b, e): t for s, tags in zip(gold_sentences["sent_id"], gold_sentences["tags"]) for t, b, e in get_entities(list(tags))}
+
+
+def change_rows(first_labels: Path, last_labels: Path, gold: Path) -> list[str]:
+    """The spans whose argmax differs between two label files of one run, by (old -> new class),
+    with how many old and new labels equal the span's gold class; Markdown rows, most first."""
+    key = ["sent_id", "start", "end"]
+    first = pd.read_parquet(first_labels, columns=[*key, "label"])
+    last = pd.read_parquet(last_labels, columns=[*key, "label"])
+    if not first[key].equals(last[key]):
+        raise GlodeInputError(last_labels, f"its spans differ from those of {first_labels}: not the same run")
+    changed = first.loc[first["label"].to_numpy() != last["label"].to_numpy(), key].assign(old=first["label"], new=last["label"])
+    entities = gold_span_classes(pd.read_parquet(gold, columns=["sent_id", "tags"]))
+    changed["gold"] = [entities.get((int(s), int(b), int(e)), "O") for s, b, e in zip(changed["sent_id"], changed["start"], changed["end"])]
+    rows = ["| change | spans | old label right | new label right |", "|---|---:|---:|---:|"]
+    tally = changed.assign(old_right=changed["old"] == changed["gold"], new_right=changed["new"] == changed["gold"])
+    groups = tally.groupby(["old", "new"]).agg(spans=("gold", "size"), old_right=("old_right", "sum"), new_right=("new_right", "sum"))
+    for (old, new), row in groups.sort_values("spans", ascending=False).iterrows():
+        rows.append(f"| {old} -> {new} | {row.spans} | {row.old_right} | {row.new_right} |")
+    rows.append(f"| all | {len(tally)} | {int(tally['old_right'].sum())} | {int(tally['new_right'].sum())} |")
+    return rows
+
+
 def diagnose(args: argparse.Namespace) -> None:
     if len(args.labels) != len(args.quality):
         raise ValueError(f"{len(args.labels)} --labels files but {len(args.quality)} --quality files")
     print("\n".join(diagnosis_rows(args.labels, args.quality)))
+    if args.gold is not None:
+        print(f"\nspans whose label changed from {args.labels[0]} to {args.labels[-1]}, checked against {args.gold}:\n")
+        print("\n".join(change_rows(args.labels[0], args.labels[-1], args.gold)))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -232,6 +265,7 @@ def build_parser() -> argparse.ArgumentParser:
     d = sub.add_parser("diagnose", help="what the denoiser did per epoch of one target run, as a Markdown table")
     d.add_argument("--labels", nargs="+", type=Path, required=True, help="the run's epoch<N>/labels.parquet files, in epoch order")
     d.add_argument("--quality", nargs="+", type=Path, required=True, help="their label-quality JSONs, in the same order")
+    d.add_argument("--gold", type=Path, help="the split's gold sentences (Parquet with sent_id and tags): also check the changed labels against it")
     d.add_argument("--log", type=Path, help="also log to this file")
     return parser
 

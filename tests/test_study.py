@@ -106,3 +106,32 @@ def test_diagnose_reports_changes_thresholds_and_type_scores(tmp_path, capsys):
     row = capsys.readouterr().out.splitlines()[-1]
     # LOC: no span labelled with it, so its thresholds are infinite and no span can move to it
     assert row == "| 3 | 2 (O 2) | 4 / 1 / 7 (5) | O 0.500 PER 0.612 LOC inf | O 0.900 PER 0.200 LOC inf | PER 1 LOC 0 | PER 50.0 LOC 0.0 |"
+
+
+def test_diagnose_checks_the_changed_labels_against_the_gold(tmp_path, capsys):
+    """Hand example: gold `Angela Merkel visited Paris` = PER (0-1), LOC (3). Four spans change:
+    (0,1) O -> PER (right), (3,3) O -> LOC (right), (2,2) O -> ORG (wrong), (0,0) PER -> O
+    (right: the one-word span is no gold entity); (1,1) stays O."""
+    from glode.io import write_parquet
+
+    spans = pd.DataFrame({"sent_id": [7] * 5, "start": [0, 0, 1, 2, 3], "end": [0, 1, 1, 2, 3]})
+    write_parquet(spans.assign(label=["PER", "O", "O", "O", "O"]), tmp_path / "e0.parquet", {"classes": ["O", "PER", "LOC", "ORG"], "epoch": 0})
+    write_parquet(spans.assign(label=["O", "PER", "O", "ORG", "LOC"]), tmp_path / "e4.parquet", {"classes": ["O", "PER", "LOC", "ORG"], "epoch": 4})
+    write_parquet(pd.DataFrame({"sent_id": [7], "tags": [["B-PER", "I-PER", "O", "B-LOC"]]}), tmp_path / "gold.parquet")
+    quality = [write_json(tmp_path / f"q{e}.json", {"per_type": {}}) for e in (0, 4)]
+    argv = ["diagnose", "--labels", str(tmp_path / "e0.parquet"), str(tmp_path / "e4.parquet"), "--quality", *quality, "--gold", str(tmp_path / "gold.parquet")]
+    assert study.main(argv) == 0
+    rows = [line for line in capsys.readouterr().out.split("checked against")[1].splitlines() if line.startswith("|")]
+    assert rows[0] == "| change | spans | old label right | new label right |"
+    assert set(rows[2:-1]) == {"| O -> PER | 1 | 0 | 1 |", "| O -> LOC | 1 | 0 | 1 |", "| O -> ORG | 1 | 1 | 0 |", "| PER -> O | 1 | 0 | 1 |"}
+    assert rows[-1] == "| all | 4 | 1 | 3 |"
+
+
+def test_diagnose_refuses_labels_of_different_runs(tmp_path):
+    from glode.io import write_parquet
+
+    write_parquet(pd.DataFrame({"sent_id": [1], "start": [0], "end": [0], "label": ["O"]}), tmp_path / "a.parquet")
+    write_parquet(pd.DataFrame({"sent_id": [2], "start": [0], "end": [0], "label": ["O"]}), tmp_path / "b.parquet")
+    write_parquet(pd.DataFrame({"sent_id": [1], "tags": [["O"]]}), tmp_path / "gold.parquet")
+    with pytest.raises(GlodeInputError, match="not the same run"):
+        study.change_rows(tmp_path / "a.parquet", tmp_path / "b.parquet", tmp_path / "gold.parquet")
