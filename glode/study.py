@@ -7,7 +7,9 @@ over several machines and sessions:
   label-quality JSONs into two CSV files;
 - `glode study report --into docs/study` merges such CSV files into the committed ones (a row of
   the same system, seed and epoch is replaced, every other row kept), then redraws the study's
-  Figure 3 and writes the mean +- std per system as Markdown.
+  Figure 3 (mean +- std over seeds), a per-seed figure of each run's pseudo-label F1 gain over
+  its own initial labels (figure3_per_seed.png: seeds whose initial labels differ by more than
+  the gain are hidden by Figure 3's bands), and writes the mean +- std per system as Markdown.
 
 `glode study diagnose` prints, for one target run, what the denoiser did per epoch: labels changed
 and to which class, which decision levels gave the updated spans a direction (and whether global
@@ -156,6 +158,40 @@ def study_figure(quality: pd.DataFrame, out: Path) -> None:
     save_png(plot_figure3(curves, "the variant's initial", strategies), out)
 
 
+def seed_gains(quality: pd.DataFrame) -> pd.DataFrame:
+    """label_quality rows with `gain`: F1 minus the same run's epoch-0 F1 (runs without an epoch 0
+    are left out: they have nothing to gain over)."""
+    run = ["dataset", "lang", "variant", "seed"]
+    initial = quality.loc[quality["epoch"] == 0, [*run, "f1"]].rename(columns={"f1": "initial"})
+    merged = quality.merge(initial, on=run, how="inner")
+    return sort_rows(merged.assign(gain=merged["f1"] - merged["initial"]).drop(columns="initial"), QUALITY_KEY)
+
+
+def per_seed_gain_figure(quality: pd.DataFrame, out: Path) -> None:
+    """One panel per target: seed_gains per epoch, one line per variant and seed."""
+    from matplotlib.figure import Figure
+
+    from glode.figures import STRATEGY_COLORS, panel_title
+
+    gains = seed_gains(quality)
+    targets = sorted({(d, lang) for d, lang in zip(gains["dataset"], gains["lang"])})
+    fig = Figure(figsize=(4.6 * max(len(targets), 1), 3.8), layout="constrained")
+    axes = fig.subplots(1, max(len(targets), 1), squeeze=False).ravel()
+    for ax, (dataset, lang) in zip(axes, targets):
+        part = gains[(gains["dataset"] == dataset) & (gains["lang"] == lang)]
+        for (variant, seed), run in part.groupby(["variant", "seed"]):
+            ax.plot(run["epoch"], run["gain"], marker="o", markersize=3, color=STRATEGY_COLORS.get(variant), alpha=0.8,
+                    label=f"{VARIANT_LABELS.get(variant, variant)}, seed {seed}")
+        ax.axhline(0, color="black", linewidth=0.6)
+        ax.set_title(panel_title(dataset, lang))
+        ax.set_xlabel("target training epoch (0 = initial labels)")
+        ax.set_ylabel("pseudo-label F1 - initial (points)")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize="x-small")
+    fig.suptitle("Pseudo-label F1 gain over each run's initial labels, per seed")
+    save_png(fig, out)
+
+
 def collect(args: argparse.Namespace) -> None:
     scores = sort_rows(score_rows(args.metrics), SCORE_KEY)
     quality = sort_rows(quality_rows(args.quality, dict(args.initial)), QUALITY_KEY)
@@ -177,6 +213,7 @@ def report(args: argparse.Namespace) -> None:
         log.info("%s: %d rows", target, len(merged[name]))
     if len(merged["label_quality.csv"]):
         study_figure(merged["label_quality.csv"], into / "figure3.png")
+        per_seed_gain_figure(merged["label_quality.csv"], into / "figure3_per_seed.png")
     with atomic_path(into / "summary.md") as tmp:
         tmp.write_text(summary_markdown(merged["scores.csv"]), encoding="utf-8")
     print(summary_markdown(merged["scores.csv"]), end="")

@@ -72,6 +72,10 @@ def test_report_merges_seeds_replaces_reruns_and_draws(tmp_path):
     last = quality[(quality["variant"] == "glode") & (quality["seed"] == 1) & (quality["epoch"] == 3)]["f1"]
     assert last.tolist() == pytest.approx([60.0])
     assert (into / "figure3.png").read_bytes()[:4] == b"\x89PNG"
+    assert (into / "figure3_per_seed.png").read_bytes()[:4] == b"\x89PNG"
+    gains = study.seed_gains(quality)
+    glode_seed1 = gains[(gains["variant"] == "glode") & (gains["seed"] == 1)]
+    assert glode_seed1["gain"].tolist() == pytest.approx([0.0, 0.0, 5.0, 10.0])  # the rerun: F1 50, 50, 55, 60 (epochs 0-3)
     summary = (into / "summary.md").read_text()
     # target-glode: 48 (seed 1) and 49 (seed 2): mean 48.50, sample std 0.71
     assert "| target-glode | 48.50 ± 0.71 (n=2) |" in summary
