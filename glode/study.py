@@ -48,6 +48,7 @@ QUALITY_KEY = ["dataset", "lang", "variant", "seed", "epoch"]
 # The study's Figure 3 compares training on the refined labels with training on the initial ones;
 # other study variants are drawn too, under their own names.
 VARIANT_LABELS = {"wo_denoising": "w/o denoising", "glode": "GLoDe (global&local)"}
+SEED_LINESTYLES = ["-", "--", ":", "-."]
 SYSTEM_ORDER = ["source-plain", "source-mlm", "target-wo_denoising", "target-glode"]
 
 
@@ -179,9 +180,10 @@ def per_seed_gain_figure(quality: pd.DataFrame, out: Path) -> None:
     axes = fig.subplots(1, max(len(targets), 1), squeeze=False).ravel()
     for ax, (dataset, lang) in zip(axes, targets):
         part = gains[(gains["dataset"] == dataset) & (gains["lang"] == lang)]
+        seeds = sorted(set(part["seed"]))
         for (variant, seed), run in part.groupby(["variant", "seed"]):
             ax.plot(run["epoch"], run["gain"], marker="o", markersize=3, color=STRATEGY_COLORS.get(variant), alpha=0.8,
-                    label=f"{VARIANT_LABELS.get(variant, variant)}, seed {seed}")
+                    linestyle=SEED_LINESTYLES[seeds.index(seed) % len(SEED_LINESTYLES)], label=f"{VARIANT_LABELS.get(variant, variant)}, seed {seed}")
         ax.axhline(0, color="black", linewidth=0.6)
         ax.set_title(panel_title(dataset, lang))
         ax.set_xlabel("target training epoch (0 = initial labels)")
