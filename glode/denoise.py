@@ -162,6 +162,9 @@ def update_pseudo_labels(p: torch.Tensor, u: torch.Tensor, beta: float) -> torch
     return torch.where(has_direction, mixed, p)
 
 
+NO_DIRECTIONS = {"global_only": 0, "local_only": 0, "both": 0, "both_agree": 0}  # direction_agreement's keys
+
+
 def direction_agreement(d_global: torch.Tensor, d_local: torch.Tensor) -> dict[str, int]:
     """How the two decision levels relate, for the analysis of what the denoiser does (not an
     equation): spans with a direction from the global level only, the local level only, both, and
@@ -415,7 +418,7 @@ class Denoiser:
         n = p_target.shape[0]
         info: dict[str, Any] = {"spans": n, "updated": 0, "changed": 0, "changed_to": [0] * self.num_classes,
                                 "beta": None, "ready": False, "global_scores": None, "local_scores": None,
-                                "directions": {"global_only": 0, "local_only": 0, "both": 0, "both_agree": 0}}
+                                "directions": dict(NO_DIRECTIONS)}
         if not (cfg.use_global or cfg.use_local) or n == 0:
             return p_target, info
         g = self.global_scores(z_target) if cfg.use_global else None

@@ -83,7 +83,7 @@ from torch.utils.data import DataLoader, Sampler
 
 from glode.batching import LengthBucketBatchSampler, SpanCollator, build_items, make_loader, move_batch, read_spans
 from glode.data import load_sentences
-from glode.denoise import DenoiseOptions, Denoiser
+from glode.denoise import NO_DIRECTIONS, DenoiseOptions, Denoiser
 from glode.device import autocast, describe_device, seed_everything, select_device
 from glode.io import GlodeInputError, atomic_dir, atomic_path, read_parquet_metadata, setup_logging, write_parquet
 from glode.model import SpanModel, load_tokenizer
@@ -393,7 +393,7 @@ class EpochTally:
 
     def __init__(self, n_classes: int, update_log: UpdateLog):
         self.changed, self.updated, self.changed_to = 0, 0, [0] * n_classes
-        self.directions = {"global_only": 0, "local_only": 0, "both": 0, "both_agree": 0}
+        self.directions = dict(NO_DIRECTIONS)
         self.ready, self.beta = False, None
         self.denoise_seconds = 0.0
         self.projections: dict[str, list[torch.Tensor]] = {"z_t": [], "y_t": [], "local_t": [], "z_s": [], "y_s": []}
