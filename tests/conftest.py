@@ -7,6 +7,8 @@ from __future__ import annotations
 import json
 import os
 import random
+import shutil
+from contextlib import contextmanager
 from pathlib import Path
 
 import pandas as pd
@@ -53,6 +55,18 @@ def offline_backbone() -> Path:
     if not (OFFLINE_BACKBONE / "config.json").exists():
         pytest.fail(f"offline backbone not built at {OFFLINE_BACKBONE}: run `make setup` first")
     return OFFLINE_BACKBONE
+
+
+@contextmanager
+def module_scratch(tmp_path_factory, name: str):
+    """A module fixture's directory, removed once the module is done. pytest frees each passed
+    test's tmp_path (tmp_path_retention_policy), never a fixture's: the big ones (a 470 MB
+    backbone, per-epoch model states) would otherwise all sit on disk until the run ends."""
+    path = tmp_path_factory.mktemp(name)
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

@@ -12,6 +12,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
+from conftest import module_scratch
 
 from glode.config import load_config
 from glode.io import read_json
@@ -80,7 +81,8 @@ def jobs_planned(result: subprocess.CompletedProcess) -> set[str]:
 
 @pytest.fixture(scope="module")
 def workflow(project_root, data_root, tiny_backbone, tmp_path_factory):
-    return Workflow(project_root, tmp_path_factory.mktemp("pipeline"), tiny_config(data_root, tiny_backbone))
+    with module_scratch(tmp_path_factory, "pipeline") as workdir:
+        yield Workflow(project_root, workdir, tiny_config(data_root, tiny_backbone))
 
 
 def test_killed_epoch_resumes_and_pipeline_finishes(workflow):

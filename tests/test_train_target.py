@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from conftest import CLASSES, synthetic_sentences, write_sentences, write_spans
+from conftest import CLASSES, module_scratch, synthetic_sentences, write_sentences, write_spans
 from safetensors.torch import load_file
 
 from glode.io import GlodeInputError, read_parquet_metadata, write_parquet
@@ -81,11 +81,11 @@ def log_of(path) -> list[dict]:
 @pytest.fixture(scope="module")
 def three_epochs(data, tiny_backbone, tmp_path_factory):
     """Epochs 0, 1, 2 of a 3-epoch run with the default denoiser (labels updated from epoch 2)."""
-    out = tmp_path_factory.mktemp("three_epochs")
-    labels = data / "labels0.parquet"
-    for epoch in range(3):
-        labels = run_epoch(data, tiny_backbone, out, epoch, 3, labels_in=labels, state_in=out / f"e{epoch - 1}.state" if epoch else None, model_out=epoch == 2)
-    return out
+    with module_scratch(tmp_path_factory, "three_epochs") as out:
+        labels = data / "labels0.parquet"
+        for epoch in range(3):
+            labels = run_epoch(data, tiny_backbone, out, epoch, 3, labels_in=labels, state_in=out / f"e{epoch - 1}.state" if epoch else None, model_out=epoch == 2)
+        yield out
 
 
 def test_outputs_schema_state_and_log(data, three_epochs):
