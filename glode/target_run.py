@@ -40,7 +40,7 @@ def train_target_run(files: TargetFiles, first_epoch: int, last_epoch: int, run_
     for epoch in range(first_epoch, last_epoch + 1):
         out, previous = run_dir / f"epoch{epoch}", run_dir / f"epoch{epoch - 1}"
         chained = {} if epoch == first_epoch else {"labels_in": previous / "labels.parquet", "state_in": previous / "state", "init_model": None}
-        step = dataclasses.replace(files, state_out=out / "state", labels_out=out / "labels.parquet", train_log=out / "train_log.jsonl", model_out=None, **chained)
+        step = dataclasses.replace(files, state_out=out / "state", labels_out=out / "labels.parquet", train_log=out / "train_log.jsonl", model_out=None, final_model=files.model_out, **chained)
         train_target_epoch(step, epoch, opts, denoise_options, entity_types)
         if epoch > first_epoch:  # the previous epoch's state has served its purpose
             shutil.rmtree(previous / "state")

@@ -248,6 +248,7 @@ class TargetFiles:
     state_in: Path | None = None
     init_model: Path | None = None
     model_out: Path | None = None
+    final_model: Path | None = None  # where the run's last model will be kept (the labels' metadata names it)
     train_log: Path | None = None
     mlm_vocab: Path | None = None
     source_frozen_states: Path | None = None
@@ -493,8 +494,8 @@ def labels_metadata(files: TargetFiles, inputs: TargetInputs, epoch: int, opts: 
     meta = {k: spans_meta.get(k) for k in ("dataset", "lang", "split") if k in spans_meta}
     meta.update(
         classes=inputs.classes,
-        # Only the run's last model outlives the run ({run}/model): earlier epochs' are temporary.
-        model=str(files.model_out) if files.model_out else (str(files.state_out.parent.parent / "model") if epoch == opts.num_epochs - 1 else None),
+        # Only the run's last model outlives the run: earlier epochs' are temporary.
+        model=str(files.model_out) if files.model_out else (str(files.final_model) if files.final_model and epoch == opts.num_epochs - 1 else None),
         pruned=bool(inputs.labels_meta.get("pruned", False)),
         spans_path=str(files.target_spans),
         sentences_path=str(files.target_sentences),
@@ -624,6 +625,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--state-out", required=True, type=Path, help="state directory to write (the next epoch's --state-in)")
     parser.add_argument("--labels-out", required=True, type=Path, help="refined pseudo labels Parquet to write")
     parser.add_argument("--train-log", type=Path, help="JSONL training log to write (one line per optimizer update)")
+    parser.add_argument(
+        "--final-model", type=Path,
+        help="where the run's last model will be kept when another step copies it out of the last --state-out; "
+        "the last epoch's labels record it as their `model` (default: --model-out, else none)",
+    )
     add_input_arguments(parser)
     return parser
 

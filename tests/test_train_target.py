@@ -344,7 +344,7 @@ def test_a_run_in_one_process_equals_one_job_per_epoch_byte_for_byte(data, tiny_
     for epoch in range(3):
         out = run_dir / f"epoch{epoch}"
         argv = [*common, "--epoch", str(epoch), "--labels-in", str(labels), "--state-out", str(out / "state"), "--labels-out", str(out / "labels.parquet"),
-                "--train-log", str(out / "train_log.jsonl")]
+                "--train-log", str(out / "train_log.jsonl"), "--final-model", str(model)]
         assert train_target.main(argv + (["--state-in", str(run_dir / f"epoch{epoch - 1}" / "state")] if epoch else [])) == 0
         labels = out / "labels.parquet"
     shutil.copytree(run_dir / "epoch2" / "state" / "model", model)
@@ -360,10 +360,10 @@ def test_a_run_in_one_process_equals_one_job_per_epoch_byte_for_byte(data, tiny_
     assert target_run.main(argv) == 0
     assert digests() == per_epoch
     assert {p.name for p in (run_dir / "epoch1").iterdir()} == {"labels.parquet", "train_log.jsonl"}  # no state left behind
-    # the labels name a model that outlives the run: {run}/model on the last epoch, none before
+    # the labels name a model that outlives the run: the final one on the last epoch, none before
     # (the epochs' own models are temporary in both layouts)
     models = [read_parquet_metadata(run_dir / f"epoch{e}" / "labels.parquet")["model"] for e in range(3)]
-    assert models == [None, None, str(run_dir / "model")]
+    assert models == [None, None, str(model)]
 
 
 def test_a_rerun_removes_the_log_temp_file_a_killed_job_left(data, tiny_backbone, tmp_path):

@@ -33,12 +33,14 @@ if config.get("target_jobs", "epoch") == "epoch":
             frozen=frozen_states_flags,
             flags=target_training_flags,
             backbone=config["backbone"],
+            final_model="results/target/{dataset}/{lang}/{variant}/seed{seed}/model",
         shell:
             "glode train-target --epoch {wildcards.epoch} {params.state_in} "
             "--source-sentences {input.source_sentences} --source-spans {input.source_spans} "
             "--target-sentences {input.target_sentences} --target-spans {input.target_spans} "
             "--labels-in {input.labels} --backbone {params.backbone} --state-out {output.state} "
-            "--labels-out {output.labels} --train-log {output.train_log} {params.vocab} {params.frozen} {params.flags} --log {log}"
+            "--labels-out {output.labels} --train-log {output.train_log} --final-model {params.final_model} "
+            "{params.vocab} {params.frozen} {params.flags} --log {log}"
 
     rule target_model:
         input:
