@@ -8,6 +8,7 @@ import json
 import os
 import random
 import shutil
+import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -28,7 +29,26 @@ def _has_cuda() -> bool:
         return False
 
 
+# What the whole suite holds on disk at its peak (measured: 0.76 GB, README "Disk"), with a margin.
+SUITE_DISK_BYTES = 2**30
+
+
+def _check_free_disk(config, n_tests: int) -> None:
+    """Stop a large run at once with one clear line when its temporary directory's disk is too full:
+    otherwise over a hundred tests fail one by one with "No space left on device"."""
+    if n_tests < 100:  # a file or a few: far less than the whole suite's peak
+        return
+    base = Path(config.option.basetemp or tempfile.gettempdir())
+    while not base.exists():
+        base = base.parent
+    free = shutil.disk_usage(base).free
+    if free < SUITE_DISK_BYTES:
+        pytest.exit(f"only {free / 2**30:.2f} GiB free on the disk of {base}; the test suite needs about {SUITE_DISK_BYTES / 2**30:.1f} GiB "
+                    "there (free some space, or point TMPDIR or --basetemp at a larger disk)", returncode=1)
+
+
 def pytest_collection_modifyitems(config, items):
+    _check_free_disk(config, len(items))
     if _has_cuda():
         return
     skip_gpu = pytest.mark.skip(reason="needs a CUDA device")
