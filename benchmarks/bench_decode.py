@@ -25,23 +25,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from timing import fmt, timed  # noqa: E402  (benchmarks/timing.py: the script's folder is on sys.path)
 
 from glode.evaluate import decode_entities  # noqa: E402
+from glode.testing import random_span_predictions  # noqa: E402
 
 CLASSES = ["O", "PER", "LOC", "ORG", "MISC"]
-
-
-def synthetic_predictions(n_sentences: int, n_words: int, max_span_len: int = 4, seed: int = 1) -> pd.DataFrame:
-    bounds = np.array([(b, b + w - 1) for w in range(1, max_span_len + 1) for b in range(n_words - w + 1)])
-    frame = pd.DataFrame(
-        {
-            "sent_id": np.repeat(np.arange(n_sentences), len(bounds)),
-            "start": np.tile(bounds[:, 0], n_sentences),
-            "end": np.tile(bounds[:, 1], n_sentences),
-        }
-    )
-    probs = np.random.default_rng(seed).dirichlet(np.ones(len(CLASSES)), size=len(frame)).astype(np.float32)
-    for i, label in enumerate(CLASSES):
-        frame[f"p_{label}"] = probs[:, i]
-    return frame
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -52,7 +38,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, numpy {np.__version__}, pandas {pd.__version__}")
-    predictions = synthetic_predictions(args.sentences, args.words)
+    predictions = random_span_predictions(args.sentences, args.words, CLASSES)
     entity_rows = int((predictions[[f"p_{c}" for c in CLASSES]].to_numpy().argmax(axis=1) != 0).sum())
     print(f"{len(predictions):,} spans over {args.sentences:,} sentences; {entity_rows:,} with an entity argmax")
     seconds = timed(lambda: decode_entities(predictions, CLASSES), torch.device("cpu"), args.repeats)

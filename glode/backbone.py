@@ -506,7 +506,6 @@ def is_local_path(name: os.PathLike | str) -> bool:
     return "/" in text and Path(first).is_dir()
 
 
-
 def record_files(directory: os.PathLike | str) -> dict[str, dict]:
     """Every file of a model directory (except the provenance file): relative path -> bytes, sha256."""
     directory = Path(directory)

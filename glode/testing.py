@@ -1,4 +1,5 @@
-"""A tiny random backbone, for the tests (tests/conftest.py) and the benchmarks (benchmarks/).
+"""A tiny random backbone and random span predictions, for the tests (tests/conftest.py) and the
+benchmarks (benchmarks/).
 
 Not used by the pipeline itself.
 """
@@ -42,3 +43,20 @@ def build_tiny_backbone(
     BertModel(config, add_pooling_layer=False).save_pretrained(out)
     save_offline_tokenizer(out)
     return out
+
+
+def random_span_predictions(n_sentences: int, n_words: int, classes: list[str], max_span_len: int = 4, seed: int = 1):
+    """Span predictions as `glode pseudo-label` writes them (`sent_id`, `start`, `end`, `p_<class>`),
+    for every span of <= `max_span_len` words of `n_sentences` sentences of `n_words` words, with
+    class distributions drawn from a flat Dirichlet (so most spans' argmax is an entity)."""
+    import numpy as np
+    import pandas as pd
+
+    bounds = np.array([(b, b + w - 1) for w in range(1, max_span_len + 1) for b in range(n_words - w + 1)])
+    frame = pd.DataFrame(
+        {"sent_id": np.repeat(np.arange(n_sentences), len(bounds)), "start": np.tile(bounds[:, 0], n_sentences), "end": np.tile(bounds[:, 1], n_sentences)}
+    )
+    probs = np.random.default_rng(seed).dirichlet(np.ones(len(classes)), size=len(frame)).astype(np.float32)
+    for i, label in enumerate(classes):
+        frame[f"p_{label}"] = probs[:, i]
+    return frame

@@ -136,19 +136,14 @@ def _greedy_reference(rows: pd.DataFrame) -> list[tuple]:
 def test_decode_500k_spans_matches_the_per_sentence_greedy():
     """A test-file-sized input (its speed is benchmarks/bench_decode.py's): every sentence decoded,
     and the vectorised ordering gives what the obvious per-sentence greedy gives."""
-    n_sent, n_words = 10_000, 14
-    bounds = np.array([(b, b + w - 1) for w in range(1, 5) for b in range(n_words - w + 1)])  # 50 spans
-    rng = np.random.default_rng(1)
-    predictions = pd.DataFrame(
-        {"sent_id": np.repeat(np.arange(n_sent), len(bounds)), "start": np.tile(bounds[:, 0], n_sent), "end": np.tile(bounds[:, 1], n_sent)}
-    )
-    probs = rng.dirichlet(np.ones(len(CLASSES)), size=len(predictions)).astype(np.float32)
-    for i, c in enumerate(CLASSES):
-        predictions[f"p_{c}"] = probs[:, i]
+    from glode.testing import random_span_predictions
+
+    n_sent = 10_000
+    predictions = random_span_predictions(n_sent, 14, CLASSES)  # 50 spans of <= 4 words per sentence
     assert len(predictions) == 500_000
     decoded = decode_entities(predictions, CLASSES)
     assert len(decoded) == n_sent
-    for sent_id in rng.choice(n_sent, size=100, replace=False):
+    for sent_id in np.random.default_rng(1).choice(n_sent, size=100, replace=False):
         rows = predictions[predictions["sent_id"] == sent_id]
         assert [entity[:3] for entity in decoded[int(sent_id)]] == _greedy_reference(rows)
 
