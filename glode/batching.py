@@ -87,7 +87,7 @@ def build_items(
     items: list[dict] = []
     bounds_per_sentence: list[tuple[np.ndarray, np.ndarray]] = []
     for row, tokens in enumerate(sentences["tokens"].tolist()):
-        item, bounds = _windowed_sentence(encoded, row, len(tokens), int(sent_ids[row]), max_seq_len)
+        item, bounds = windowed_sentence(encoded, row, len(tokens), int(sent_ids[row]), max_seq_len)
         items.append(item)
         bounds_per_sentence.append(bounds)
     if spans is None:
@@ -104,7 +104,7 @@ def build_items(
     return items
 
 
-def _windowed_sentence(encoded, row: int, n_words: int, sent_id: int, max_seq_len: int) -> tuple[dict, tuple[np.ndarray, np.ndarray]]:
+def windowed_sentence(encoded, row: int, n_words: int, sent_id: int, max_seq_len: int) -> tuple[dict, tuple[np.ndarray, np.ndarray]]:
     """One sentence's span-less item, cut to the window, and its words' first/last subwords.
 
     A word's subwords are -1 when the window cut it off (`glode.spans.word_subword_bounds`).

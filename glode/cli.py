@@ -1,7 +1,8 @@
 """The `glode` command: one subcommand per pipeline stage.
 
 Each stage lives in its own module with a `main(argv)` function, so
-`glode train-source ...` and `python -m glode.train_source ...` are the same thing.
+`glode train-source ...` and `python -m glode.train_source ...` are the same thing (the two
+token-classifier stages share glode.tokencls, as `train_main` and `predict_main`).
 Modules are imported lazily: `glode prepare` should not pay for importing torch.
 """
 
@@ -20,6 +21,8 @@ STAGES = {
     "vocab": ("glode.vocab", "the word pieces a corpus uses (the MLM head's corpus vocabulary)"),
     "train-source": ("glode.train_source", "train the source model (Eq. 3: span NER + w * MLM)"),
     "pseudo-label": ("glode.pseudo_label", "write a model's class distribution for every span"),
+    "train-tokencls": ("glode.tokencls:train_main", "train the token-classification baseline (source-tokencls) on the source labels"),
+    "predict-tokencls": ("glode.tokencls:predict_main", "tag sentences with a train-tokencls model (repaired BIO per word)"),
     "evaluate": ("glode.evaluate", "decode span predictions and score them with seqeval"),
     "tag": ("glode.tag", "run a trained model on new text (plain text, CoNLL, JSONL) and write its entities"),
     "train-target": ("glode.train_target", "one epoch of target training with denoising (Eqs. 4-11)"),
@@ -53,8 +56,9 @@ def main(argv: list[str] | None = None) -> int:
     if stage not in STAGES:
         print(f"glode: unknown stage {stage!r}\n\n{_usage()}", file=sys.stderr)
         return 2
-    module = importlib.import_module(STAGES[stage][0])
-    return run_stage(module.main, argv[1:])
+    module_name, _, entry = STAGES[stage][0].partition(":")  # "module" (its main) or "module:function"
+    module = importlib.import_module(module_name)
+    return run_stage(getattr(module, entry or "main"), argv[1:])
 
 
 # Errors whose message says what is wrong: a missing or unreadable path (the message names it),

@@ -13,6 +13,10 @@ the way an honest reimplementation should (docs/reference-notes.md, "Evaluation"
 For comparability we also report the authors' span-level measure (`span_level_authors`), which
 matches decoded spans exactly against the gold spans of the spans table and so leaves the
 unreachable gold entities out of the denominator (slightly flattering).
+
+A word-level tagger's predictions (`glode predict-tokencls`: one row per sentence, `sent_id` and
+`tags`) skip steps 1-2: their tags go to the same seqeval call against the same full gold file,
+and their entities to the same span-level measure.
 """
 
 from __future__ import annotations
@@ -287,6 +291,37 @@ def prediction_classes(predictions: pd.DataFrame, path: os.PathLike | str) -> li
     return list(classes)
 
 
+def word_level_tags(predictions: pd.DataFrame, sentences: pd.DataFrame, path: os.PathLike | str, gold_path: os.PathLike | str) -> list[list[str]]:
+    """The predicted tags of every gold sentence from a one-row-per-sentence `sent_id, tags`
+    table; a missing sentence or a length that differs from the gold sentence's is an error."""
+    if "sent_id" not in predictions.columns:
+        raise GlodeInputError(path, "word-level predictions need a `sent_id` column")
+    by_id = dict(zip(predictions["sent_id"].astype(int), predictions["tags"]))
+    if len(by_id) != len(predictions):
+        raise GlodeInputError(path, "a sent_id appears more than once")
+    tags = []
+    for sent_id, words in zip(sentences["sent_id"].astype(int), sentences["tokens"]):
+        if sent_id not in by_id:
+            raise GlodeInputError(path, f"no tags for sentence {sent_id} of {gold_path}")
+        row = [str(t) for t in by_id[sent_id]]
+        if len(row) != len(words):
+            raise GlodeInputError(path, f"sentence {sent_id}: {len(row)} tags for {len(words)} words of {gold_path}")
+        tags.append(row)
+    extra = set(by_id) - set(sentences["sent_id"].astype(int))
+    if extra:
+        raise GlodeInputError(path, f"{len(extra)} sentences are not in {gold_path} (e.g. sent_id {min(extra)})")
+    return tags
+
+
+def prediction_classes_of_tags(predictions: pd.DataFrame, path: os.PathLike | str) -> list[str]:
+    """O and the entity types of word-level predictions (the file's `classes` metadata, else its tags)."""
+    classes = read_parquet_metadata(path).get("classes")
+    if classes:
+        return list(classes)
+    types = sorted({t[2:] for tags in predictions["tags"] for t in tags if t != "O"})
+    return ["O", *types]
+
+
 def check_spans_against_sentences(table: pd.DataFrame, sentences: pd.DataFrame, path: os.PathLike | str, gold_path: os.PathLike | str) -> None:
     """Every row's (sent_id, start, end) must name words of a sentence of the gold file."""
     missing = [c for c in ("sent_id", "start", "end") if c not in table.columns]
@@ -313,7 +348,7 @@ def check_spans_against_sentences(table: pd.DataFrame, sentences: pd.DataFrame, 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="glode evaluate", description=__doc__.splitlines()[0])
-    parser.add_argument("--predictions", required=True, type=Path, help="span predictions parquet (one row per span)")
+    parser.add_argument("--predictions", required=True, type=Path, help="span predictions parquet (one row per span), or a word-level tagger's (one row per sentence: sent_id, tags)")
     parser.add_argument("--gold", required=True, type=Path, help="sentences parquet of the same split, with tags")
     parser.add_argument("--spans", required=True, type=Path, help="spans parquet of the same split (for the authors' span-level score)")
     parser.add_argument("--spans-stats", type=Path, help="the spans' stats json, to report unreachable gold entities")
@@ -329,17 +364,22 @@ def main(argv: list[str] | None = None) -> int:
 
     sentences = load_gold_sentences(args.gold)
     predictions = pd.read_parquet(args.predictions)
-    classes = prediction_classes(predictions, args.predictions)
-    check_spans_against_sentences(predictions, sentences, args.predictions, args.gold)
     spans = pd.read_parquet(args.spans, columns=["sent_id", "start", "end", "label"])
     check_spans_against_sentences(spans, sentences, args.spans, args.gold)
     if spans["label"].isna().any():
         raise GlodeInputError(args.spans, "null gold labels (unlabeled split): cannot compute the span-level score")
-
-    decoded = decode_entities(predictions, classes)
     tokens = [list(t) for t in sentences["tokens"]]
     gold_tags = [list(t) for t in sentences["tags"]]
-    pred_tags = [entities_to_bio(len(words), decoded.get(int(s), [])) for s, words in zip(sentences["sent_id"], tokens)]
+
+    if "tags" in predictions.columns:  # a word-level tagger's BIO tags (glode predict-tokencls)
+        pred_tags = word_level_tags(predictions, sentences, args.predictions, args.gold)
+        classes = prediction_classes_of_tags(predictions, args.predictions)
+        decoded = {int(s): [(b, e, t, float("nan")) for t, b, e in get_entities(tags)] for s, tags in zip(sentences["sent_id"], pred_tags) if any(t != "O" for t in tags)}
+    else:
+        classes = prediction_classes(predictions, args.predictions)
+        check_spans_against_sentences(predictions, sentences, args.predictions, args.gold)
+        decoded = decode_entities(predictions, classes)
+        pred_tags = [entities_to_bio(len(words), decoded.get(int(s), [])) for s, words in zip(sentences["sent_id"], tokens)]
 
     metrics: dict[str, Any] = score_bio(gold_tags, pred_tags)
     metrics["counts"]["sentences_with_predictions"] = len(decoded)

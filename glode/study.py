@@ -49,7 +49,7 @@ QUALITY_KEY = ["dataset", "lang", "variant", "seed", "epoch"]
 # other study variants are drawn too, under their own names.
 VARIANT_LABELS = {"wo_denoising": "w/o denoising", "glode": "GLoDe (global&local)"}
 SEED_LINESTYLES = ["-", "--", ":", "-."]
-SYSTEM_ORDER = ["source-plain", "source-mlm", "target-wo_denoising", "target-glode"]
+SYSTEM_ORDER = ["source-tokencls", "source-plain", "source-mlm", "target-wo_denoising", "target-glode"]
 
 
 def percent(obj: dict, key: str, path: Path) -> float:
@@ -76,6 +76,14 @@ def variant_initial(pair: str) -> tuple[str, str]:
     return variant, system
 
 
+def system_pair(pair: str) -> tuple[str, str]:
+    """`target-glode=target-wo_denoising`: a comparison, A then B."""
+    a, sep, b = pair.partition("=")
+    if not sep or not a or not b or a == b:
+        raise argparse.ArgumentTypeError(f"expected SYSTEM_A=SYSTEM_B of two systems, got {pair!r}")
+    return a, b
+
+
 def quality_rows(quality_paths: Iterable[Path], initial_of: dict[str, str]) -> pd.DataFrame:
     """One row per variant and epoch; an initial.json gives epoch 0 of every variant it starts."""
     rows = []
@@ -97,9 +105,9 @@ def sort_rows(frame: pd.DataFrame, key: list[str]) -> pd.DataFrame:
     return frame.sort_values(key, kind="stable").reset_index(drop=True)
 
 
-def write_csv(frame: pd.DataFrame, path: Path) -> None:
+def write_csv(frame: pd.DataFrame, path: Path, float_format: str = "%.2f") -> None:
     with atomic_path(path) as tmp:
-        frame.to_csv(tmp, index=False, float_format="%.2f", lineterminator="\n")
+        frame.to_csv(tmp, index=False, float_format=float_format, lineterminator="\n")
 
 
 def read_csv(path: Path, columns: list[str]) -> pd.DataFrame:
@@ -194,31 +202,79 @@ def per_seed_gain_figure(quality: pd.DataFrame, out: Path) -> None:
     save_png(fig, out)
 
 
+def bootstrap_rows(metrics_paths: Sequence[Path], comparisons: Sequence[tuple[str, str]]) -> pd.DataFrame:
+    """The paired bootstrap of each comparison (system A=B) on each target and seed where both
+    were scored, from the predictions.conll beside each metrics.json (glode.significance)."""
+    from glode.significance import BOOTSTRAP_COLUMNS, BOOTSTRAP_KEY, bootstrap_row
+
+    runs = {parse_metrics_path(p): Path(p).parent / "predictions.conll" for p in metrics_paths}
+    rows = []
+    for (dataset, lang, system, seed), path_a in sorted(runs.items()):
+        for system_a, system_b in comparisons:
+            path_b = runs.get((dataset, lang, system_b, seed))
+            if system == system_a and path_b is not None:
+                rows.append(bootstrap_row(dataset, lang, seed, system_a, path_a, system_b, path_b))
+                log.info("%s/%s seed %d: %s - %s = %+.2f F1", dataset, lang, seed, system_a, system_b, rows[-1]["delta"])
+    return sort_rows(pd.DataFrame(rows, columns=BOOTSTRAP_COLUMNS), BOOTSTRAP_KEY)
+
+
 def collect(args: argparse.Namespace) -> None:
     scores = sort_rows(score_rows(args.metrics), SCORE_KEY)
     quality = sort_rows(quality_rows(args.quality, dict(args.initial)), QUALITY_KEY)
+    bootstrap = bootstrap_rows(args.metrics, args.compare) if args.bootstrap_out else None
     write_csv(scores, args.scores_out)
     write_csv(quality, args.quality_out)
+    if bootstrap is not None:
+        write_csv(bootstrap, args.bootstrap_out, float_format="%.4f")
     log.info("%d scores -> %s, %d label-quality rows -> %s", len(scores), args.scores_out, len(quality), args.quality_out)
+
+
+def significance_markdown(significance: pd.DataFrame) -> str:
+    """The significance table with a verdict per row (glode.significance.verdict)."""
+    from glode.significance import verdict
+
+    lines = ["| target | A | B | runs | mean A - B (F1) | 95% CI | p | verdict |", "|---|---|---|---:|---:|---|---:|---|"]
+    for r in significance.itertuples(index=False):
+        target = "all (pooled)" if r.dataset == "all" else f"{r.dataset}/{r.lang}"
+        lines.append(f"| {target} | {r.system_a} | {r.system_b} | {r.seeds} | {r.mean_delta:+.2f} | [{r.ci_low:+.2f}, {r.ci_high:+.2f}] | {r.p_value:.3f} | A {verdict(r.mean_delta, r.p_value)} |")
+    return "\n".join(lines) + "\n"
+
+
+def merge_csv(target: Path, columns: list[str], key: list[str], new_paths: Sequence[Path]) -> pd.DataFrame:
+    """The committed rows of `target` (if any) with those of `new_paths` upserted."""
+    frames = [read_csv(target, columns)] if target.exists() else []
+    frames += [read_csv(p, columns) for p in new_paths]
+    if len(frames) > 1:
+        return upsert(frames[0], pd.concat(frames[1:], ignore_index=True), key)
+    return frames[0] if frames else pd.DataFrame(columns=columns)
 
 
 def report(args: argparse.Namespace) -> None:
     into: Path = args.into
     into.mkdir(parents=True, exist_ok=True)
+    from glode.significance import BOOTSTRAP_COLUMNS, BOOTSTRAP_KEY, significance_table
+
     merged = {}
     for name, columns, key, new_paths in (("scores.csv", SCORE_COLUMNS, SCORE_KEY, args.scores), ("label_quality.csv", QUALITY_COLUMNS, QUALITY_KEY, args.label_quality)):
-        target = into / name
-        frames = [read_csv(target, columns)] if target.exists() else []
-        frames += [read_csv(p, columns) for p in new_paths]
-        merged[name] = upsert(frames[0], pd.concat(frames[1:], ignore_index=True), key) if len(frames) > 1 else (frames[0] if frames else pd.DataFrame(columns=columns))
-        write_csv(merged[name], target)
-        log.info("%s: %d rows", target, len(merged[name]))
+        merged[name] = merge_csv(into / name, columns, key, new_paths)
+        write_csv(merged[name], into / name)
+        log.info("%s: %d rows", into / name, len(merged[name]))
+    # the stored resamples first, then the table computed from them: a refused mix writes nothing
+    bootstrap = merge_csv(into / "bootstrap.csv", BOOTSTRAP_COLUMNS, BOOTSTRAP_KEY, args.bootstrap)
+    significance = significance_table(bootstrap, into / "bootstrap.csv") if len(bootstrap) else None
+    if args.bootstrap:
+        write_csv(bootstrap, into / "bootstrap.csv", float_format="%.4f")
+    if significance is not None:
+        write_csv(significance, into / "significance.csv", float_format="%.4f")
     if len(merged["label_quality.csv"]):
         study_figure(merged["label_quality.csv"], into / "figure3.png")
         per_seed_gain_figure(merged["label_quality.csv"], into / "figure3_per_seed.png")
+    text = summary_markdown(merged["scores.csv"])
+    if significance is not None:
+        text += "\nPaired bootstrap over test sentences (glode.significance; 1,000 resamples per run, seeds combined on the same resamples):\n\n" + significance_markdown(significance)
     with atomic_path(into / "summary.md") as tmp:
-        tmp.write_text(summary_markdown(merged["scores.csv"]), encoding="utf-8")
-    print(summary_markdown(merged["scores.csv"]), end="")
+        tmp.write_text(text, encoding="utf-8")
+    print(text, end="")
 
 
 def class_cells(values, classes: Sequence[str], fmt: str) -> str:
@@ -295,10 +351,13 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--initial", nargs="+", required=True, type=variant_initial, metavar="VARIANT=SYSTEM", help="whose initial labels are each variant's epoch 0, e.g. glode=source-mlm")
     c.add_argument("--scores-out", type=Path, required=True)
     c.add_argument("--quality-out", type=Path, required=True)
+    c.add_argument("--compare", nargs="*", default=[], type=system_pair, metavar="SYSTEM_A=SYSTEM_B", help="paired bootstrap of F1(A) - F1(B) per target, e.g. target-glode=target-wo_denoising")
+    c.add_argument("--bootstrap-out", type=Path, help="CSV of the comparisons' resampled differences (with --compare)")
     c.add_argument("--log", type=Path, help="also log to this file")
     r = sub.add_parser("report", help="merge collected CSV files into a directory, redraw its figure and summary")
     r.add_argument("--scores", nargs="*", type=Path, default=[], help="scores.csv files to merge in")
     r.add_argument("--label-quality", nargs="*", type=Path, default=[], help="label_quality.csv files to merge in")
+    r.add_argument("--bootstrap", nargs="*", type=Path, default=[], help="bootstrap.csv files of `collect --compare` to merge in (significance.csv is recomputed)")
     r.add_argument("--into", type=Path, required=True, help="directory of the committed study files (e.g. docs/study)")
     r.add_argument("--log", type=Path, help="also log to this file")
     d = sub.add_parser("diagnose", help="what the denoiser did per epoch of one target run, as a Markdown table")

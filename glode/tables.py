@@ -5,8 +5,9 @@ Every metrics.json is placed by its path, `.../eval/{dataset}/{lang}/{system}/se
 paper's metric). A cell is the mean over the seeds found, with the sample standard deviation
 (0 for a single seed) and the number of seeds n; F1 in percent, 2 decimals.
 
-- Table 1 (CoNLL de/es/nl + Avg) and Table 2 (WikiAnn ar/hi/zh + Avg): our zero-shot source
-  model (`source-plain`), the source model with MLM (`source-mlm`) and GLoDe (`target-glode`),
+- Table 1 (CoNLL de/es/nl + Avg) and Table 2 (WikiAnn ar/hi/zh + Avg): the field's standard
+  zero-shot baseline, a token classifier on the same backbone (`source-tokencls`), our zero-shot
+  span model (`source-plain`), the source model with MLM (`source-mlm`) and GLoDe (`target-glode`),
   then the paper's published rows.
 - Table 3: every ablation variant (`target-<variant>`) x the six targets, with the difference
   against our full GLoDe (variant - GLoDe; negative = a drop), each beside the paper's row.
@@ -37,11 +38,12 @@ from glode.io import GlodeInputError, atomic_path, setup_logging, write_text
 
 log = logging.getLogger(__name__)
 
-SYSTEM_PATTERN = re.compile(r"source-plain|source-mlm|target-[A-Za-z0-9_]+")
+SYSTEM_PATTERN = re.compile(r"source-plain|source-mlm|source-tokencls|target-[A-Za-z0-9_]+")
 SEED_PATTERN = re.compile(r"seed(\d+)")
 
 # Our rows of Tables 1-2: (system, row name).
 MAIN_ROWS = [
+    ("source-tokencls", "Token classifier (source only)"),
     ("source-plain", "Zero-shot (source only)"),
     ("source-mlm", "Source + MLM"),
     ("target-glode", "GLoDe (ours)"),
@@ -83,7 +85,7 @@ def parse_metrics_path(path: Path | str) -> tuple[str, str, str, int]:
         raise GlodeInputError(path, f"does not follow the results layout: expected {expected}")
     dataset, lang, system, seed_dir = parts[-5:-1]
     if not SYSTEM_PATTERN.fullmatch(system):
-        raise GlodeInputError(path, f"unknown system {system!r} (expected source-plain, source-mlm or target-<variant>) in {expected}")
+        raise GlodeInputError(path, f"unknown system {system!r} (expected source-plain, source-mlm, source-tokencls or target-<variant>) in {expected}")
     seed = SEED_PATTERN.fullmatch(seed_dir)
     if not seed:
         raise GlodeInputError(path, f"{seed_dir!r} is not a seed directory (seed<N>) in {expected}")

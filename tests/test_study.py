@@ -139,3 +139,46 @@ def test_diagnose_refuses_labels_of_different_runs(tmp_path):
     write_parquet(pd.DataFrame({"sent_id": [1], "tags": [["O"]]}), tmp_path / "gold.parquet")
     with pytest.raises(GlodeInputError, match="not the same run"):
         study.change_rows(tmp_path / "a.parquet", tmp_path / "b.parquet", tmp_path / "gold.parquet")
+
+
+def seed_with_predictions(root, seed):
+    """seed_results plus source-tokencls, and a predictions.conll beside every metrics.json:
+    glode finds both entities of each of 30 sentences, wo_denoising one, the tagger none."""
+    from glode.evaluate import write_conll
+
+    metrics, quality = seed_results(root, seed)
+    metrics.append(write_json(root / f"results/eval/conll/de/source-tokencls/seed{seed}/metrics.json", {"seqeval": {"f1": 0.3, "precision": 0.3, "recall": 0.3}}))
+    words, gold = [["Ana", "saw", "Rome"]] * 30, [["B-PER", "O", "B-LOC"]] * 30
+    found = {"target-glode": ["B-PER", "O", "B-LOC"], "target-wo_denoising": ["B-PER", "O", "O"], "source-tokencls": ["O", "O", "O"]}
+    for path in metrics:
+        system = path.split("/")[-3]
+        write_conll(path.replace("metrics.json", "predictions.conll"), words, gold, [found.get(system, ["O"] * 3)] * 30)
+    return metrics, quality
+
+
+def test_collect_and_report_the_token_classifier_and_significance(tmp_path):
+    into = tmp_path / "docs/study"
+    for seed in (1, 2):
+        metrics, quality = seed_with_predictions(tmp_path / f"m{seed}", seed)
+        out = tmp_path / f"study/seed{seed}"
+        assert study.main(["collect", "--metrics", *metrics, "--quality", *quality, "--initial", "glode=source-mlm", "wo_denoising=source-mlm",
+                           "--compare", "target-glode=target-wo_denoising", "target-glode=source-tokencls",
+                           "--scores-out", str(out / "scores.csv"), "--quality-out", str(out / "q.csv"), "--bootstrap-out", str(out / "bootstrap.csv")]) == 0
+        boot = pd.read_csv(out / "bootstrap.csv")
+        assert len(boot) == 2 and set(boot["system_b"]) == {"target-wo_denoising", "source-tokencls"}
+        assert boot["sentences"].tolist() == [30, 30] and len(boot["deltas"][0].split()) == 1000
+        assert study.main(["report", "--scores", str(out / "scores.csv"), "--label-quality", str(out / "q.csv"), "--bootstrap", str(out / "bootstrap.csv"), "--into", str(into)]) == 0
+    scores = pd.read_csv(into / "scores.csv")
+    assert len(scores) == 2 * 5 and "source-tokencls" in set(scores["system"])
+    significance = pd.read_csv(into / "significance.csv")
+    assert list(significance.columns) == ["dataset", "lang", "system_a", "system_b", "seeds", "mean_delta", "ci_low", "ci_high", "p_value"]
+    # glode 100 F1 on every sentence, wo_denoising 2*30/(30+60) = 66.67, the tagger 0: no resample changes that
+    rows = significance.set_index(["dataset", "lang", "system_b"])
+    assert rows.loc[("conll", "de", "target-wo_denoising"), "mean_delta"] == pytest.approx(100 / 3, abs=1e-3)
+    assert rows.loc[("conll", "de", "source-tokencls"), "seeds"] == 2
+    assert rows.loc[("all", "all", "source-tokencls"), "mean_delta"] == pytest.approx(100.0)
+    assert rows.loc[("all", "all", "source-tokencls"), "p_value"] == pytest.approx(1 / 1001, abs=1e-4)
+    summary = (into / "summary.md").read_text()
+    assert summary.index("| source-tokencls |") < summary.index("| source-plain |")
+    assert "| conll/de | target-glode | target-wo_denoising | 2 | +33.33 |" in summary and "A above, significant" in summary
+    assert len(pd.read_csv(into / "bootstrap.csv")) == 4

@@ -156,14 +156,37 @@ def test_target_runs_as_one_job_each_with_target_jobs_run(project_root, tmp_path
 
 
 def test_study_plans_one_seed_per_invocation(project_root, tmp_path):
-    """`results/study/seed1/scores.csv` (config/study.yaml) plans one seed of the study's four
-    systems on its two targets, and the label quality of every epoch of both variants."""
+    """`results/study/seed1/scores.csv` (config/study.yaml) plans one seed of the study's five
+    systems on its six targets, the label quality of every epoch of both variants, and the
+    paired bootstrap of both comparisons from the predictions beside each score."""
     result = dry_run(project_root, tmp_path, str(project_root / "config/study.yaml"), "--printshellcmds", "results/study/seed1/scores.csv")
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     commands = shell_commands(result.stdout)
     collect = [c for c in commands if c.startswith("glode study collect")]
     assert len(collect) == 1 and "--initial glode=source-mlm wo_denoising=source-mlm" in collect[0]
-    assert collect[0].count("/metrics.json") == 2 * 4 and collect[0].count("/epoch") == 2 * 2 * 5
+    assert "--compare target-glode=target-wo_denoising target-glode=source-tokencls" in collect[0]
+    # 5 target epochs, zh 6 (config.yaml's per-language override, kept by the study)
+    assert collect[0].count("/metrics.json") == 6 * 5 and collect[0].count("/epoch") == 5 * 2 * 5 + 2 * 6
     assert not any("seed2" in c for c in commands)
     epochs = [c for c in commands if c.startswith("glode train-target ")]
-    assert len(epochs) == 2 * 2 * 5 and all("/wo_mlm/" not in c for c in epochs)
+    assert len(epochs) == 5 * 2 * 5 + 2 * 6 and all("/wo_mlm/" not in c for c in epochs)
+    # one token classifier per dataset, applied to each of its targets' test files
+    assert len([c for c in commands if c.startswith("glode train-tokencls ")]) == 2
+    assert len([c for c in commands if c.startswith("glode predict-tokencls ")]) == 6
+
+
+def test_study_plans_one_target_of_one_seed(project_root, tmp_path):
+    """A chunk of the study: one target and seed, with only what that target needs."""
+    result = dry_run(project_root, tmp_path, str(project_root / "config/study.yaml"), "--printshellcmds", "results/study/wikiann/zh/seed2/scores.csv")
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    commands = shell_commands(result.stdout)
+    (collect,) = [c for c in commands if c.startswith("glode study collect")]
+    assert collect.count("/metrics.json") == 5 and all("/wikiann/zh/" in p for p in collect.split() if p.endswith(".json"))
+    assert "--bootstrap-out results/study/wikiann/zh/seed2/bootstrap.csv" in collect
+    assert not any("seed1" in c or "/conll/" in c for c in commands)
+    tagger = [c for c in commands if c.startswith("glode train-tokencls ")]
+    assert len(tagger) == 1
+    plain = [c for c in commands if c.startswith("glode train-source ") and "--use-mlm false" in c]
+    # the same settings as source-plain, apart from the flags that only the span model takes
+    for flag in ("--epochs 3", "--batch-size 16", "--lr 0.0001", "--head-lr 0.001", "--encoder-layers 8", "--train-top-layers 6", "--precision bf16", "--seed 2"):
+        assert flag in tagger[0] and flag in plain[0]

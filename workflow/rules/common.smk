@@ -220,6 +220,28 @@ def source_training_flags(wildcards):
     return cli_flags(training_run_settings(settings, target, wildcards.seed))
 
 
+# train-source settings that the token classifier does not take: it never sees target text, and
+# it runs every encoder layer (no frozen-layer cache; the span model's cache turns off the
+# frozen layers' dropout, so the two would differ anyway).
+TOKENCLS_DROPPED_SETTINGS = ("max_target_sentences", "use_mlm", "cache_frozen_layers")
+
+
+def tokencls_training_flags(wildcards):
+    """`source-plain`'s settings (the `source` section, the seed), for `glode train-tokencls`."""
+    settings = {
+        k: v for k, v in config["source"].items() if k not in TOKENCLS_DROPPED_SETTINGS
+    }
+    settings["seed"] = int(wildcards.seed)
+    return cli_flags(settings)
+
+
+def tokencls_prediction_flags():
+    """Batch, device and precision of the span models' predictions (`pseudo_labels`)."""
+    settings = config["pseudo_labels"]
+    keys = ("batch_size", "device", "precision")
+    return cli_flags({k: settings[k] for k in keys if k in settings})
+
+
 def target_sentences_flag(wildcards, input):
     return (
         f"--target-sentences {input.target_sentences}"
@@ -406,8 +428,8 @@ def target_evaluation_files(variants):
 
 
 TABLE_SYSTEMS = {
-    1: ["source-plain", "source-mlm", "target-glode"],
-    2: ["source-plain", "source-mlm", "target-glode"],
+    1: ["source-tokencls", "source-plain", "source-mlm", "target-glode"],
+    2: ["source-tokencls", "source-plain", "source-mlm", "target-glode"],
     3: None,  # every variant except Table 4's language-agnostic one
     4: ["target-glode", "target-agnostic"],
 }
@@ -478,20 +500,52 @@ def study_variants():
     return config["study_variants"]
 
 
+# The study's systems, and its paired significance tests (A=B: F1 of A minus F1 of B).
+STUDY_SOURCE_SYSTEMS = ("source-tokencls", *SOURCE_SYSTEMS)
+STUDY_COMPARISONS = ("target-glode=target-wo_denoising", "target-glode=source-tokencls")
+
+
+def study_target_pairs(wildcards):
+    """The targets of one study job: one (dataset, lang) where the job names it, else all."""
+    if "lang" in wildcards.keys():
+        return [(wildcards.dataset, wildcards.lang)]
+    return target_pairs()
+
+
 def study_metrics_files(wildcards):
-    """One seed's scores of the study's systems on every configured target."""
-    systems = [*SOURCE_SYSTEMS, *(f"target-{v}" for v in study_variants())]
+    """One seed's scores of the study's systems on the job's targets."""
+    systems = [*STUDY_SOURCE_SYSTEMS, *(f"target-{v}" for v in study_variants())]
     return [
         metrics_file(d, lang, system, wildcards.seed)
-        for d, lang in target_pairs()
+        for d, lang in study_target_pairs(wildcards)
         for system in systems
     ]
 
 
+def study_prediction_files(wildcards):
+    """The word-level predictions beside those scores: the significance tests read them."""
+    return [
+        str(Path(path).with_name("predictions.conll"))
+        for path in study_metrics_files(wildcards)
+    ]
+
+
 def study_quality_files(wildcards):
-    return label_quality_files(study_variants(), seeds=[wildcards.seed])
+    pairs = set(study_target_pairs(wildcards))
+    return [
+        path
+        for path in label_quality_files(study_variants(), seeds=[wildcards.seed])
+        if tuple(Path(path).parts[3:5]) in pairs
+    ]
 
 
 def study_initial_flags(wildcards):
     """`variant=system` pairs: whose initial labels are each study variant's epoch 0."""
     return " ".join(f"{v}={variant_settings(v)[2]}" for v in study_variants())
+
+
+def study_comparison_flags(wildcards):
+    """The comparisons whose systems are both among the study's."""
+    systems = {*STUDY_SOURCE_SYSTEMS, *(f"target-{v}" for v in study_variants())}
+    pairs = [c for c in STUDY_COMPARISONS if set(c.split("=")) <= systems]
+    return " ".join(pairs)

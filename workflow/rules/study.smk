@@ -1,14 +1,24 @@
 # A study's figures per seed as small CSV files (glode study collect), to be merged into the
-# committed docs/study/ with `glode study report` (results/ does not outlive its machine).
+# committed docs/study/ with `glode study report` (results/ does not outlive its machine): the
+# scores, the label-quality curves, and each comparison's paired bootstrap resamples, computed
+# from the run's predictions as soon as the seed is collected. One job per seed and all targets,
+# or per seed and one target (a chunk of a long study).
+STUDY_COLLECT = (
+    "glode study collect --metrics {input.metrics} --quality {input.quality} "
+    "--initial {params.initial} --compare {params.compare} --scores-out {output.scores} "
+    "--quality-out {output.quality} --bootstrap-out {output.bootstrap} --log {log}"
+)
 
 
 rule study_seed:
     input:
         metrics=study_metrics_files,
+        predictions=study_prediction_files,
         quality=study_quality_files,
     output:
         scores="results/study/seed{seed}/scores.csv",
         quality="results/study/seed{seed}/label_quality.csv",
+        bootstrap="results/study/seed{seed}/bootstrap.csv",
     log:
         "results/logs/study/seed{seed}.log",
     wildcard_constraints:
@@ -17,6 +27,28 @@ rule study_seed:
         "../../environment.yml"
     params:
         initial=study_initial_flags,
+        compare=study_comparison_flags,
     shell:
-        "glode study collect --metrics {input.metrics} --quality {input.quality} "
-        "--initial {params.initial} --scores-out {output.scores} --quality-out {output.quality} --log {log}"
+        STUDY_COLLECT
+
+
+rule study_target_seed:
+    input:
+        metrics=study_metrics_files,
+        predictions=study_prediction_files,
+        quality=study_quality_files,
+    output:
+        scores="results/study/{dataset}/{lang}/seed{seed}/scores.csv",
+        quality="results/study/{dataset}/{lang}/seed{seed}/label_quality.csv",
+        bootstrap="results/study/{dataset}/{lang}/seed{seed}/bootstrap.csv",
+    log:
+        "results/logs/study/{dataset}/{lang}/seed{seed}.log",
+    wildcard_constraints:
+        seed=r"\d+",
+    conda:
+        "../../environment.yml"
+    params:
+        initial=study_initial_flags,
+        compare=study_comparison_flags,
+    shell:
+        STUDY_COLLECT
