@@ -65,3 +65,4 @@ rule all:
         label_quality_files(config["variants"]),
         table_files(),
         figure_files(),
+        committed_study_files(),

@@ -3,13 +3,21 @@
 Two steps, because `results/` is a cache that does not outlive its machine while a study runs
 over several machines and sessions:
 
-- `glode study collect` (a Snakemake job per seed) turns one seed's metrics.json and
-  label-quality JSONs into two CSV files;
+- `glode study collect` (a Snakemake job per seed, or per seed and target) turns one seed's
+  metrics.json and label-quality JSONs into two CSV files, and with `--compare A=B` runs the
+  paired bootstrap of F1(A) - F1(B) on each target from the predictions.conll beside the two
+  metrics.json files (glode.significance) into a third, bootstrap.csv: one row per comparison,
+  target and seed, with its 1,000 resampled differences;
 - `glode study report --into docs/study` merges such CSV files into the committed ones (a row of
   the same system, seed and epoch is replaced, every other row kept), then redraws the study's
   Figure 3 (mean +- std over seeds), a per-seed figure of each run's pseudo-label F1 gain over
   its own initial labels (figure3_per_seed.png: seeds whose initial labels differ by more than
-  the gain are hidden by Figure 3's bands), and writes the mean +- std per system as Markdown.
+  the gain are hidden by Figure 3's bands), and writes the mean +- std per system as Markdown;
+  merged bootstrap rows give significance.csv (each target over its seeds, and all targets
+  pooled), whose verdicts summary.md lists.
+
+`glode study render` writes a committed study directory as files for the HTML report of
+`make demo` (the score and significance tables as CSV, the figures).
 
 `glode study diagnose` prints, for one target run, what the denoiser did per epoch: labels changed
 and to which class, which decision levels gave the updated spans a direction (and whether global
@@ -277,6 +285,36 @@ def report(args: argparse.Namespace) -> None:
     print(text, end="")
 
 
+def summary_frame(scores: pd.DataFrame) -> pd.DataFrame:
+    """summary_markdown's table as a frame: a row per system, a column per target."""
+    lines = summary_markdown(scores).splitlines()
+    header = [c.strip() for c in lines[0].strip("|").split("|")]
+    rows = [[c.strip() for c in line.strip("|").split("|")] for line in lines[2:]]
+    return pd.DataFrame(rows, columns=header)
+
+
+def render(args: argparse.Namespace) -> None:
+    """A committed study directory as files an HTML report shows: the score table, the
+    significance table with its verdicts, and the figures, each named with the study's scale."""
+    from glode.significance import SIGNIFICANCE_COLUMNS, verdict
+
+    study_dir, out = args.study, args.out_dir
+    scores = read_csv(study_dir / "scores.csv", SCORE_COLUMNS)
+    out.mkdir(parents=True, exist_ok=True)
+    write_csv(summary_frame(scores), out / "study_scores.csv")
+    significance_path = study_dir / "significance.csv"
+    if significance_path.exists():
+        table = read_csv(significance_path, SIGNIFICANCE_COLUMNS)
+        table["verdict"] = [f"A {verdict(d, p)}" for d, p in zip(table["mean_delta"], table["p_value"])]
+        write_csv(table, out / "study_significance.csv", float_format="%.4f")
+    else:  # a study collected before the significance tests: say so in the report, not a blank
+        write_csv(pd.DataFrame({"note": [f"{significance_path} does not exist yet"]}), out / "study_significance.csv")
+    for name in ("figure3.png", "figure3_per_seed.png"):
+        with atomic_path(out / f"study_{name}") as tmp:
+            tmp.write_bytes((study_dir / name).read_bytes())
+    log.info("%s -> %s", study_dir, out)
+
+
 def class_cells(values, classes: Sequence[str], fmt: str) -> str:
     if values is None:
         return "-"
@@ -360,6 +398,10 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--bootstrap", nargs="*", type=Path, default=[], help="bootstrap.csv files of `collect --compare` to merge in (significance.csv is recomputed)")
     r.add_argument("--into", type=Path, required=True, help="directory of the committed study files (e.g. docs/study)")
     r.add_argument("--log", type=Path, help="also log to this file")
+    v = sub.add_parser("render", help="a committed study directory as report files (tables as CSV, figures)")
+    v.add_argument("--study", type=Path, required=True, help="the committed study directory (docs/study)")
+    v.add_argument("--out-dir", type=Path, required=True, help="where to write study_scores.csv, study_significance.csv and the figures")
+    v.add_argument("--log", type=Path, help="also log to this file")
     d = sub.add_parser("diagnose", help="what the denoiser did per epoch of one target run, as a Markdown table")
     d.add_argument("--labels", nargs="+", type=Path, required=True, help="the run's epoch<N>/labels.parquet files, in epoch order")
     d.add_argument("--quality", nargs="+", type=Path, required=True, help="their label-quality JSONs, in the same order")
@@ -372,7 +414,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     setup_logging(args.log)
-    {"collect": collect, "report": report, "diagnose": diagnose}[args.command](args)
+    {"collect": collect, "report": report, "render": render, "diagnose": diagnose}[args.command](args)
     return 0
 
 

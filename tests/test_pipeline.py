@@ -112,6 +112,9 @@ def test_killed_epoch_resumes_and_pipeline_finishes(workflow):
     workflow("--report", "results/report.html")
     html = (workflow.workdir / "results/report.html").read_text(errors="replace")
     assert "table3.csv" in html and "figure3.png" in html
+    # the committed study (docs/study) in its own category, apart from this run's one-seed tables
+    assert "study_scores.csv" in html and "Committed study (study scale" in html
+    assert "differences between systems and variants at this scale are noise" in html
 
 
 def test_changed_target_setting_reruns_only_target_stages(workflow):

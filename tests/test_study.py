@@ -182,3 +182,20 @@ def test_collect_and_report_the_token_classifier_and_significance(tmp_path):
     assert summary.index("| source-tokencls |") < summary.index("| source-plain |")
     assert "| conll/de | target-glode | target-wo_denoising | 2 | +33.33 |" in summary and "A above, significant" in summary
     assert len(pd.read_csv(into / "bootstrap.csv")) == 4
+
+
+def test_render_writes_the_committed_study_for_the_report(tmp_path):
+    into = tmp_path / "docs/study"
+    metrics, quality = seed_with_predictions(tmp_path / "m1", 1)
+    out = tmp_path / "study/seed1"
+    assert study.main(["collect", "--metrics", *metrics, "--quality", *quality, "--initial", "glode=source-mlm", "wo_denoising=source-mlm",
+                       "--scores-out", str(out / "s.csv"), "--quality-out", str(out / "q.csv")]) == 0
+    assert study.main(["report", "--scores", str(out / "s.csv"), "--label-quality", str(out / "q.csv"), "--into", str(into)]) == 0
+    rendered = tmp_path / "rendered"
+    assert study.main(["render", "--study", str(into), "--out-dir", str(rendered)]) == 0
+    table = pd.read_csv(rendered / "study_scores.csv")
+    assert list(table.columns) == ["system", "conll/de"] and table["system"].tolist()[0] == "source-tokencls"
+    assert table.set_index("system").loc["target-glode", "conll/de"] == "48.00 ± 0.00 (n=1)"
+    # no significance.csv yet: the report says so instead of showing a blank
+    assert "does not exist yet" in (rendered / "study_significance.csv").read_text()
+    assert (rendered / "study_figure3.png").read_bytes() == (into / "figure3.png").read_bytes()

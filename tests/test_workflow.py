@@ -188,5 +188,5 @@ def test_study_plans_one_target_of_one_seed(project_root, tmp_path):
     assert len(tagger) == 1
     plain = [c for c in commands if c.startswith("glode train-source ") and "--use-mlm false" in c]
     # the same settings as source-plain, apart from the flags that only the span model takes
-    for flag in ("--epochs 3", "--batch-size 16", "--lr 0.0001", "--head-lr 0.001", "--encoder-layers 8", "--train-top-layers 6", "--precision bf16", "--seed 2"):
+    for flag in ("--use-mlm false", "--epochs 3", "--batch-size 16", "--lr 0.0001", "--head-lr 0.001", "--encoder-layers 8", "--train-top-layers 6", "--precision bf16", "--seed 2"):
         assert flag in tagger[0] and flag in plain[0]

@@ -231,6 +231,7 @@ def tokencls_training_flags(wildcards):
     settings = {
         k: v for k, v in config["source"].items() if k not in TOKENCLS_DROPPED_SETTINGS
     }
+    settings["use_mlm"] = False
     settings["seed"] = int(wildcards.seed)
     return cli_flags(settings)
 
@@ -458,10 +459,18 @@ def scale_text():
     train = config["max_train_sentences"] or "all"
     layers = config["source"].get("encoder_layers", 0)
     depth = f"; encoder: the backbone's bottom {layers} layers" if layers else ""
-    return (
+    text = (
         f"train sentences per language: {train}; source epochs {config['source']['epochs']}, "
         f"target epochs {config['target']['epochs']}; seeds {len(config['seeds'])}{depth}"
     )
+    if (
+        len(config["seeds"]) == 1
+    ):  # no spread to judge a difference by: say so in every table
+        text += (
+            ". One seed: differences between systems and variants at this scale are noise, "
+            "not effects (docs/study: the study scale, 3 seeds, with significance tests)"
+        )
+    return text
 
 
 def figure3_quality_files():
@@ -489,6 +498,18 @@ def table_files():
 
 def figure_files():
     return ["results/figures/figure3.png", "results/figures/figure4.png"]
+
+
+# The project's committed study (beside the Snakefile, whatever the working directory).
+COMMITTED_STUDY = Path(workflow.basedir) / "docs" / "study"
+
+
+def committed_study_files():
+    """The committed study in the report, where the checkout has one (docs/study)."""
+    if not (COMMITTED_STUDY / "scores.csv").exists():
+        return []
+    names = ("study_scores.csv", "study_significance.csv", "study_figure3.png")
+    return [f"results/committed_study/{name}" for name in names]
 
 
 def study_variants():

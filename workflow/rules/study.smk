@@ -52,3 +52,42 @@ rule study_target_seed:
         compare=study_comparison_flags,
     shell:
         STUDY_COLLECT
+
+
+# The committed study (docs/study, made at the study scale over several sessions) in this run's
+# HTML report, beside and apart from this run's own tables.
+rule committed_study:
+    input:
+        multiext(
+            f"{COMMITTED_STUDY}/", "scores.csv", "figure3.png", "figure3_per_seed.png"
+        ),
+    output:
+        scores=report(
+            "results/committed_study/study_scores.csv",
+            caption="../report/study.rst",
+            category="Committed study (study scale, docs/study)",
+        ),
+        significance=report(
+            "results/committed_study/study_significance.csv",
+            caption="../report/study_significance.rst",
+            category="Committed study (study scale, docs/study)",
+        ),
+        figure3=report(
+            "results/committed_study/study_figure3.png",
+            caption="../report/study_figure3.rst",
+            category="Committed study (study scale, docs/study)",
+        ),
+        per_seed=report(
+            "results/committed_study/study_figure3_per_seed.png",
+            caption="../report/study_figure3.rst",
+            category="Committed study (study scale, docs/study)",
+        ),
+    log:
+        "results/logs/study/committed_study.log",
+    conda:
+        "../../environment.yml"
+    params:
+        study=lambda w, input: Path(input[0]).parent,
+        out_dir=lambda w, output: Path(output.scores).parent,
+    shell:
+        "glode study render --study {params.study} --out-dir {params.out_dir} --log {log}"
