@@ -13,6 +13,7 @@ from glode.config import (
     check_data_files,
     data_split_available,
     declared_file,
+    is_raw_text,
     manifest_keys,
     needed_splits,
 )
@@ -54,6 +55,11 @@ include: "workflow/rules/tables.smk"
 include: "workflow/rules/study.smk"
 
 
+# Said once, when the plan is made: a target without a test file is trained, not scored.
+if unscored_targets_message():
+    print(unscored_targets_message(), file=sys.stderr)
+
+
 rule all:
     default_target: True
     input:
@@ -66,3 +72,11 @@ rule all:
         table_files(),
         figure_files(),
         committed_study_files(),
+        model_files(),
+
+
+# Only the models: every configured target language's source models and target models (a
+# language of one's own, with or without a test file: docs/new-language.md).
+rule models:
+    input:
+        model_files(),

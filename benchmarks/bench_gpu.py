@@ -75,7 +75,8 @@ from glode.denoise import NeighbourBank, _faiss_has_gpu  # noqa: E402
 from glode.device import autocast, make_generator, seed_everything, select_device, use_bf16  # noqa: E402
 from glode.model import SpanModel, SpanModelConfig  # noqa: E402
 from glode.objectives import mask_tokens, soft_span_cross_entropy, span_cross_entropy, target_objective  # noqa: E402
-from glode.training import build_optimizer, build_scheduler, masked_lm_step, optimizer_update, special_token_ids  # noqa: E402
+from glode.tokenizer import special_token_ids  # noqa: E402
+from glode.training import build_optimizer, build_scheduler, masked_lm_step, optimizer_update  # noqa: E402
 
 from timing import timed  # noqa: E402  (benchmarks/timing.py)
 

@@ -95,9 +95,9 @@ def build_glode(spec: dict, use_vocab: bool, bf16: bool, top: int):
         build_scheduler,
         masked_lm_step,
         optimizer_update,
-        special_token_ids,
         stream_generator,
     )
+    from glode.tokenizer import special_token_ids
 
     seed_everything(spec["seed"])
     device = select_device(spec["device"])

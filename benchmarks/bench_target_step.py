@@ -85,13 +85,13 @@ from glode.train_target import (
     TargetTrainingOptions,
     training_step,
 )
+from glode.tokenizer import special_token_ids
 from glode.training import (
     CorpusVocabulary,
     UpdateLog,
     build_optimizer,
     build_scheduler,
     optimizer_update,
-    special_token_ids,
     stream_generator,
 )
 from glode.vocab import corpus_piece_ids

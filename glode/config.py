@@ -76,17 +76,49 @@ def check_variant_names(config: dict) -> None:
 SPLITS = ("train", "dev", "test")
 
 
+RAW_TEXT_FORMATS = ("text", "jsonl")  # glode.textsplit.RAW_FORMATS (not imported: planning stays light)
+
+
 def declared_file(config: dict, dataset: str, lang: str, split: str) -> dict | None:
-    """{path, sha256} of a file declared under datasets.<dataset>.files, or None."""
+    """{path, sha256, format, text_key} of a file declared under datasets.<dataset>.files, or None."""
     entry = config["datasets"][dataset].get("files", {}).get(lang, {}).get(split)
     if entry is None:
         return None
-    return {"path": entry, "sha256": None} if isinstance(entry, str) else {"path": entry["path"], "sha256": entry.get("sha256")}
+    if isinstance(entry, str):
+        entry = {"path": entry}
+    return {"path": entry["path"], "sha256": entry.get("sha256"), "format": entry.get("format", "conll"), "text_key": entry.get("text_key", "text")}
+
+
+def is_raw_text(config: dict, dataset: str, lang: str) -> bool:
+    """Whether a language's train split is declared as raw text (no tags, so no hidden gold)."""
+    declared = declared_file(config, dataset, lang, "train")
+    return declared is not None and declared["format"] in RAW_TEXT_FORMATS
 
 
 def needed_splits(config: dict, dataset: str, lang: str) -> tuple[str, ...]:
-    """The splits a language must have: the source trains, a target is labeled and scored."""
-    return ("train", "test") if lang in config["datasets"][dataset]["targets"] else ("train",)
+    """The splits a language must have: every language trains; a benchmark target is also scored.
+    A target declared under `files` (a language of one's own) needs only its train split: without
+    a test file its models are trained and not scored."""
+    spec = config["datasets"][dataset]
+    declared = lang in spec.get("files", {})
+    return ("train", "test") if lang in spec["targets"] and not declared else ("train",)
+
+
+def check_file_formats(config: dict) -> None:
+    """Raw text is unlabeled: only a target's train split may be declared so; every other split
+    is tagged CoNLL. `text_key` only goes with jsonl."""
+    for dataset, spec in config["datasets"].items():
+        for lang, splits in spec.get("files", {}).items():
+            for split in splits:
+                declared = declared_file(config, dataset, lang, split)
+                key = f"datasets.{dataset}.files.{lang}.{split}"
+                raw = declared["format"] in RAW_TEXT_FORMATS
+                if raw and (split != "train" or lang not in spec["targets"]):
+                    raise ConfigError(f"config key '{key}.format': {declared['format']} (raw text, no tags) is only for a target language's train split; "
+                                      f"the {'source language' if lang == spec['source'] else split + ' split'} must be tagged (format: conll)")
+                entry = spec["files"][lang][split]
+                if isinstance(entry, dict) and "text_key" in entry and declared["format"] != "jsonl":
+                    raise ConfigError(f"config key '{key}.text_key': only for format: jsonl (this file is {declared['format']})")
 
 
 def manifest_keys(config: dict) -> set[tuple[str, str, str]] | None:
@@ -142,6 +174,7 @@ def check_config(config: dict) -> None:
         raise ConfigError(schema_error_message(error))
     check_variant_names(config)
     check_language_keys(config)
+    check_file_formats(config)
 
 
 def load_config(*overlays: str | Path | dict, base: str | Path = CONFIG_PATH) -> dict[str, Any]:

@@ -13,7 +13,12 @@ from typing import Sequence
 import pandas as pd
 
 from glode.io import GlodeInputError, read_parquet_metadata
-from glode.spans import TOKENISATIONS
+
+# How a sentence's words meet the tokenizer (`glode prepare --tokenisation`, kept in the sentence
+# Parquet's metadata): `words` gives each word to the tokenizer as its own word, as the paper
+# does; `joined` tokenises the words' concatenation and maps the pieces back to the words, for
+# scripts written without spaces whose benchmark files hold one character per token (WikiAnn zh).
+TOKENISATIONS = ("words", "joined")
 
 # The label sets without "O"; stage CLIs take them as an argument, these are only defaults.
 DEFAULT_ENTITY_TYPES: dict[str, list[str]] = {

@@ -9,6 +9,14 @@ split of a target language (the paper's unlabeled target data) the words go to -
 `tags` column, and the tags go to --gold-out, marked `hidden_gold: true` so that
 `glode.data.load_sentences` refuses it.
 
+Raw text (`--format text` or `jsonl`, with `--file`): a target language's unlabeled train data
+as plain text, one document or paragraph per line (or one JSON object per line, its text under
+`--text-key`). It is split into sentences and words by glode.textsplit (spaCy's rules for
+`--lang`; sentences longer than the encoder window of `--backbone`'s tokenizer are cut into
+pieces that fit, with a warning), and each word keeps its character offsets into its source
+line (`char_starts`, `char_ends`), so that a pseudo label can be read in its context. There are
+no tags, so no hidden gold either.
+
 All or nothing: on any error, neither --out nor --gold-out exists afterwards (an output left by
 an earlier run is removed too, so it cannot pass for this run's).
 """
@@ -23,7 +31,8 @@ import pyarrow as pa
 
 from glode.conll import ConllFile, read_conll
 from glode.io import GlodeInputError, setup_logging, write_parquet
-from glode.spans import TOKENISATIONS
+from glode.data import TOKENISATIONS
+from glode.textsplit import RAW_FORMATS
 from glode.manifest import SCHEMES, ManifestEntry, fetch, find_entry, read_manifest, sha256_of, verify_checksum
 
 log = logging.getLogger(__name__)
@@ -34,6 +43,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--data-root", type=Path, help="directory holding MANIFEST.tsv and the benchmark files (required without --file)")
     parser.add_argument("--file", type=Path, help="a file of your own, read without a manifest (CoNLL-style columns with the tag last, or PAN-X `token<TAB>tag`)")
     parser.add_argument("--sha256", help="with --file: its pinned sha256 (checked when given)")
+    parser.add_argument("--format", choices=("conll", *RAW_FORMATS), default="conll",
+                        help="with --file: conll (tagged columns, default), or raw text for a target's train split: text (a document or paragraph per line) or jsonl (its text under --text-key)")
+    parser.add_argument("--text-key", default="text", help="with --format jsonl: the key of each object's text (default: text)")
+    parser.add_argument("--backbone", help="with raw text: the encoder whose tokenizer measures the window (sentences longer than --max-seq-len subwords are cut)")
+    parser.add_argument("--max-seq-len", type=int, default=128, help="with raw text: the encoder window in subwords (default 128, as the spans stage)")
     parser.add_argument("--scheme", choices=SCHEMES, default="BIO", help="with --file: its tag scheme (default BIO)")
     parser.add_argument("--encoding", default="UTF-8", help="with --file: its encoding (default UTF-8)")
     parser.add_argument("--manifest", type=Path, default=None, help="default: <data-root>/MANIFEST.tsv")
@@ -110,7 +124,54 @@ def read_declared_file(args: argparse.Namespace) -> tuple[ConllFile, str, str, s
     return parsed, args.sha256.lower() if args.sha256 else sha256_of(args.file), args.scheme, args.encoding
 
 
+def prepare_raw_text(args: argparse.Namespace) -> None:
+    """A target's train split from raw text: sentences and words with their offsets, no tags."""
+    from glode.model import load_tokenizer
+    from glode.textsplit import SplitReport, Splitter, read_raw_texts, split_within_window
+
+    if not args.file.is_file():
+        raise GlodeInputError(args.file, f"no such file ({args.dataset}/{args.lang}/{args.split})")
+    if args.sha256:
+        verify_checksum(args.file, args.sha256)
+    texts = read_raw_texts(args.file, args.format, args.text_key)
+    if not texts:
+        raise GlodeInputError(args.file, "is empty: no text to split into words")
+    splitter, report = Splitter(args.lang), SplitReport()
+    lines, words, starts, ends = [], [], [], []
+    for (line, _), sentences in zip(texts, split_within_window(splitter, (t for _, t in texts), load_tokenizer(args.backbone), args.max_seq_len, report)):
+        for sentence in sentences:
+            lines.append(line), words.append(sentence.words), starts.append(sentence.starts), ends.append(sentence.ends)
+    if not words:
+        raise GlodeInputError(args.file, f"has {len(texts)} non-blank lines but no words")
+    report.warn(str(args.file), args.max_seq_len)
+    counts = {"lines": len(texts), "sentences": len(words), "words": sum(map(len, words)), "cut_sentences": report.cut_sentences, "moved_words": report.moved_words}
+    log.info("%s: %d lines -> %d sentences, %d words (%s)", args.file, counts["lines"], counts["sentences"], counts["words"], splitter.describe())
+    metadata = {
+        "dataset": args.dataset, "lang": args.lang, "split": args.split, "role": args.role, "entity_types": list(args.entity_types),
+        "labeled": False, "source_path": str(args.file), "sha256": args.sha256.lower() if args.sha256 else sha256_of(args.file),
+        "format": args.format, "text_key": args.text_key if args.format == "jsonl" else None, "encoding": "UTF-8",
+        "splitter": splitter.describe(), "tokenisation": "words", "counts": counts,
+    }  # fmt: skip
+    keep = sample_indices(len(words), args.max_sentences, args.sample_seed)
+    if len(keep) < len(words):
+        metadata["sample"] = {"max_sentences": args.max_sentences, "seed": args.sample_seed, "of": len(words)}
+        log.info("keeping a seeded sample of %d of %d sentences (demo scale)", len(keep), len(words))
+    offsets = pa.list_(pa.int32())
+    table = pa.table({
+        "sent_id": pa.array(keep, type=pa.int64()),
+        "line": pa.array([lines[i] for i in keep], type=pa.int64()),
+        "tokens": _list_column([words[i] for i in keep]),
+        "char_starts": pa.array([starts[i] for i in keep], type=offsets),
+        "char_ends": pa.array([ends[i] for i in keep], type=offsets),
+    })  # fmt: skip
+    write_parquet(table, args.out, metadata)
+    log.info("wrote %s (%d sentences of raw text, no tags)", args.out, len(keep))
+
+
 def prepare(args: argparse.Namespace) -> None:
+    if args.format in RAW_FORMATS:
+        prepare_raw_text(args)
+        return
     parsed, sha256, scheme, encoding = read_declared_file(args) if args.file else read_manifest_file(args)
     source = parsed.path
     sentences = parsed.sentences
@@ -166,10 +227,17 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging(args.log)
     outputs = [p for p in (args.out, args.gold_out) if p is not None]
     try:
-        hidden = args.role == "target" and args.split == "train"
+        raw = args.format in RAW_FORMATS
+        hidden = args.role == "target" and args.split == "train" and not raw
+        if raw and (args.file is None or args.role != "target" or args.split != "train"):
+            parser.error(f"--format {args.format} (raw text) is for a target language's train split, given as --file: every other split is tagged CoNLL")
+        if raw and not args.backbone:
+            parser.error(f"--format {args.format} needs --backbone: its tokenizer measures the encoder window")
+        if raw and args.gold_out is not None:
+            parser.error("--gold-out: raw text has no tags, so no hidden gold")
         if hidden and args.gold_out is None:
             parser.error("--gold-out is required for the train split of a target language (its tags are hidden)")
-        if not hidden and args.gold_out is not None:
+        if not hidden and not raw and args.gold_out is not None:
             parser.error("--gold-out is only for the train split of a target language")
         if args.file is None and args.data_root is None:
             parser.error("--data-root is required (or --file for a file of your own)")

@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from glode.data import TOKENISATIONS, load_sentences
 from glode.io import GlodeInputError, read_parquet_metadata, setup_logging, write_json, write_parquet
 
 log = logging.getLogger(__name__)
@@ -103,11 +104,6 @@ def word_subword_bounds(encoding_word_ids: Sequence[int | tuple[int, int] | None
     return bounds
 
 
-# How a sentence's words meet the tokenizer (`glode prepare --tokenisation`, kept in the sentence
-# Parquet's metadata): `words` gives each word to the tokenizer as its own word, as the paper
-# does; `joined` tokenises the words' concatenation and maps the pieces back to the words, for
-# scripts written without spaces whose benchmark files hold one character per token (WikiAnn zh).
-TOKENISATIONS = ("words", "joined")
 
 
 @dataclass
@@ -241,7 +237,6 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     setup_logging(args.log)
-    from glode.data import load_sentences
     from glode.model import load_tokenizer
 
     sentences = load_sentences(args.sentences)

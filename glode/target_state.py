@@ -84,12 +84,14 @@ def restore_state(state_in: Path, optimizer, scheduler, denoiser, generators: Ma
     restore_rng_state(torch.load(state_in / "rng.pt", weights_only=True), generators)
 
 
-def save_state(out: Path, model, tokenizer, optimizer, scheduler, denoiser, generators: Mapping[str, torch.Generator], trainer: dict, summary: dict) -> None:
-    """Write the state directory `out` atomically (see the module docstring)."""
+def save_state(out: Path, model, tokenizer, optimizer, scheduler, denoiser, generators: Mapping[str, torch.Generator], trainer: dict, summary: dict,
+               final_model: Path | None = None) -> None:
+    """Write the state directory `out` atomically (see the module docstring); `final_model`: where
+    the workflow will copy its model (named by the model card), when this is the last epoch."""
     from safetensors.torch import save_file
 
     with atomic_dir(out) as tmp:
-        save_model_dir(tmp / "model", model, tokenizer, summary)  # complete: the workflow copies it as the final model
+        save_model_dir(tmp / "model", model, tokenizer, summary, final_dir=final_model or out / "model")  # complete: the workflow copies it as the final model
         torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict()}, tmp / "optimizer.pt")
         if denoiser is not None:
             save_file({k: v.detach().cpu().contiguous() for k, v in denoiser.state_dict().items()}, str(tmp / "denoiser.safetensors"))

@@ -43,8 +43,10 @@ from glode.data import load_sentences
 from glode.device import autocast, describe_device, seed_everything, select_device
 from glode.io import GlodeInputError, atomic_dir, atomic_path, read_json, setup_logging, write_json, write_parquet
 from glode.model import load_tokenizer
+from glode.model_card import training_data, write_model_card
 from glode.options import OptionError, add_options, options_from_args
 from glode.spans import encode_words, sentence_tokenisation
+from glode.textsplit import splitter_record
 from glode.train_source import _STREAM_SOURCE_ORDER, _STREAM_SUBSAMPLE, SourceTrainingOptions, subsample
 from glode.training import UpdateGroup, UpdateLog, accumulation_group_size, build_scheduler, optimizer_update, resolve_classes, sampler_seed, update_record
 
@@ -241,6 +243,7 @@ def train_tokencls(source_sentences: Path, backbone: str, out: Path, train_log: 
             "max_seq_len": max_seq_len,
             "labels": labels,
             "inputs": {"source_sentences": str(source_sentences), "backbone": backbone},
+            "splitter": splitter_record(sentences.attrs.get("glode", {})),
             "source_sentences": len(items),
             "updates": step,
             "last": update_log.last,
@@ -253,6 +256,7 @@ def train_tokencls(source_sentences: Path, backbone: str, out: Path, train_log: 
             model.save_pretrained(str(tmp))
             tokenizer.save_pretrained(str(tmp))
             write_json(summary, Path(tmp) / SUMMARY_FILE)
+            write_model_card(tmp, summary, data=training_data(summary), final_dir=out)
     log.info("saved token classifier to %s (%d updates, %.0f s)", out, step, summary["seconds"])
     return summary
 

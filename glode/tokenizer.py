@@ -42,3 +42,9 @@ def load_offline_tokenizer(model_max_length: int = 512):
 def save_offline_tokenizer(out_dir: str | Path) -> None:
     """Write tokenizer.json, tokenizer_config.json and special_tokens_map.json into `out_dir`."""
     load_offline_tokenizer().save_pretrained(str(out_dir))
+
+
+def special_token_ids(tokenizer) -> list[int]:
+    """<s>, </s>, <pad> (and their BERT-style equivalents where a tokenizer uses those)."""
+    ids = {tokenizer.cls_token_id, tokenizer.sep_token_id, tokenizer.bos_token_id, tokenizer.eos_token_id, tokenizer.pad_token_id}
+    return sorted(i for i in ids if i is not None)

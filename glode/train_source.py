@@ -45,6 +45,8 @@ from glode.model import load_tokenizer
 from glode.objectives import source_objective, span_cross_entropy
 from glode.options import add_options, option, options_from_args
 from glode.spans import read_span_settings
+from glode.textsplit import splitter_record
+from glode.tokenizer import special_token_ids
 from glode.training import (
     TrainingOptions,
     UpdateGroup,
@@ -60,7 +62,6 @@ from glode.training import (
     resolve_classes,
     sampler_seed,
     save_model_dir,
-    special_token_ids,
     stream_generator,
     update_record,
 )
@@ -145,6 +146,7 @@ def source_summary(opts: SourceTrainingOptions, span_settings, inputs: dict, cla
         "classes": classes,
         # how the target language's words met the tokenizer: `glode tag`'s default for this model
         "target_tokenisation": read_parquet_metadata(inputs["target_sentences"]).get("tokenisation", "words") if inputs.get("target_sentences") else "words",
+        "splitter": splitter_record(read_parquet_metadata(inputs.get("target_sentences") or inputs["source_sentences"])),  # how raw text given to it is split
         "source_sentences": n_source,
         "source_spans": n_spans,
         "target_sentences": n_target,
@@ -229,7 +231,7 @@ def train_source(
         summary = source_summary(opts, span_settings, inputs, classes, len(source_items), len(spans), len(target_items), step, update_log.last, time.perf_counter() - started, device)
         model.eval()
         with atomic_dir(out) as tmp:
-            save_model_dir(tmp, model, tokenizer, summary)
+            save_model_dir(tmp, model, tokenizer, summary, final_dir=out)
     log.info("saved source model to %s (%d updates, %.0f s)", out, step, summary["seconds"])
     return summary
 

@@ -92,6 +92,8 @@ from glode.options import add_options, option, options_from_args
 from glode.pseudo_label import predictions_frame
 from glode.spans import SpanSettings, read_span_settings, sentence_tokenisation
 from glode.target_state import json_safe, labels_digest, read_trainer, restore_state, save_state
+from glode.textsplit import splitter_record
+from glode.tokenizer import special_token_ids
 from glode.training import (
     CorpusVocabulary,
     TrainingOptions,
@@ -108,7 +110,6 @@ from glode.training import (
     resolve_classes,
     sampler_seed,
     save_model_dir,
-    special_token_ids,
     stream_generator,
     update_record,
 )
@@ -535,6 +536,7 @@ def trainer_record(files: TargetFiles, inputs: TargetInputs, run: TargetRun, epo
         "target_spans": int(len(inputs.target_spans)),
         "span_settings": dataclasses.asdict(inputs.span_settings),
         "target_tokenisation": sentence_tokenisation(inputs.target),  # `glode tag`'s default for this model
+        "splitter": splitter_record(inputs.target.attrs.get("glode", {})),  # how raw text given to this model is split
         "inputs": {**inputs_used, "state_in": str(files.state_in) if files.state_in else None, "mlm_vocab": str(files.mlm_vocab) if files.mlm_vocab else None},
     }
 
@@ -549,10 +551,12 @@ def write_epoch_outputs(files: TargetFiles, inputs: TargetInputs, run: TargetRun
     summary = {**trainer, "last": tally.update_log.last, "denoise_end_epoch": json_safe(end_info), "seconds": seconds,
                "device": describe_device(device, opts.precision), "torch": torch.__version__}
     write_parquet(frame, files.labels_out, metadata=labels_metadata(files, inputs, epoch, opts, denoise_options, tally, changed, end_info))
-    save_state(files.state_out, run.model, inputs.tokenizer, run.optimizer, run.scheduler, run.denoiser, run.generators, trainer, summary)
+    last = epoch == opts.num_epochs - 1
+    save_state(files.state_out, run.model, inputs.tokenizer, run.optimizer, run.scheduler, run.denoiser, run.generators, trainer, summary,
+               final_model=files.final_model if last else None)
     if files.model_out is not None:
         with atomic_dir(files.model_out) as tmp:
-            save_model_dir(tmp, run.model, inputs.tokenizer, summary)
+            save_model_dir(tmp, run.model, inputs.tokenizer, summary, final_dir=files.model_out)
     log.info("epoch %d/%d done: update %d, %d of %d pseudo labels changed (argmax), %.0f s", epoch, opts.num_epochs, run.step, changed, len(inputs.labels), seconds)
     return summary
 

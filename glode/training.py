@@ -159,11 +159,15 @@ def frozen_states_for(opts: "TrainingOptions", model: SpanModel, *caches: tuple[
     return expected[0]
 
 
-def save_model_dir(out: Path, model: SpanModel, tokenizer, summary: dict) -> None:
-    """A complete Hugging Face model directory: weights, config, tokenizer, glode_training.json."""
+def save_model_dir(out: Path, model: SpanModel, tokenizer, summary: dict, final_dir: Path | None = None) -> None:
+    """A complete Hugging Face model directory: weights, config, tokenizer, glode_training.json
+    and its model card (README.md, whose usage lines name `final_dir`, where the model will be)."""
+    from glode.model_card import spans_stats_of, training_data, write_model_card
+
     model.save_pretrained(str(out))
     tokenizer.save_pretrained(str(out))
     write_json(summary, Path(out) / "glode_training.json")
+    write_model_card(out, summary, data=training_data(summary), unreachable=spans_stats_of(summary), final_dir=final_dir or out)
 
 
 # -- optimization ------------------------------------------------------------------------------
@@ -278,12 +282,6 @@ class UpdateLog:
 
 
 # -- the MLM term --------------------------------------------------------------------------------
-
-
-def special_token_ids(tokenizer) -> list[int]:
-    """<s>, </s>, <pad> (and their BERT-style equivalents where a tokenizer uses those)."""
-    ids = {tokenizer.cls_token_id, tokenizer.sep_token_id, tokenizer.bos_token_id, tokenizer.eos_token_id, tokenizer.pad_token_id}
-    return sorted(i for i in ids if i is not None)
 
 
 class CorpusVocabulary:

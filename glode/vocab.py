@@ -35,7 +35,7 @@ log = logging.getLogger(__name__)
 def corpus_piece_ids(sentences: Sequence[Sequence[str]], tokenizer, tokenisation: str = "words") -> np.ndarray:
     """Sorted ids of every piece the sentences' words tokenize to, plus the special tokens."""
     from glode.spans import encode_words
-    from glode.training import special_token_ids
+    from glode.tokenizer import special_token_ids
 
     used = {tid for tid in (tokenizer.mask_token_id, tokenizer.unk_token_id, *special_token_ids(tokenizer)) if tid is not None}
     for start in range(0, len(sentences), 2048):  # tokenise in chunks: bounded memory on large corpora

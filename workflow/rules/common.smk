@@ -35,11 +35,6 @@ def languages(dataset):
     return [spec["source"], *spec["targets"]]
 
 
-def target_languages_regex():
-    langs = {lang for spec in config["datasets"].values() for lang in spec["targets"]}
-    return "|".join(sorted(langs)) or "(?!)"
-
-
 def sentences_file(dataset, lang, split):
     return f"results/data/{dataset}/{lang}/{split}.parquet"
 
@@ -111,7 +106,7 @@ def all_span_files():
     (the targets' test splits); dev is unused (no model selection), and no table scores the
     source language's test split."""
     train = per_language_files(spans_file, ("train",))
-    return train + [spans_file(d, lang, "test") for d, lang in target_pairs()]
+    return train + [spans_file(d, lang, "test") for d, lang in scored_target_pairs()]
 
 
 def sample_flags():
@@ -279,11 +274,38 @@ def target_pairs():
     ]
 
 
-def source_runs():
+def has_test(dataset, lang):
+    return data_split_available(config, dataset, lang, "test", MANIFEST_KEYS)
+
+
+def scored_target_pairs():
+    """The targets with a test file: the ones evaluated, tabled and studied. A declared target
+    without one (a language of one's own) gets its models, and nothing that needs a score.
+    """
+    return [(d, lang) for d, lang in target_pairs() if has_test(d, lang)]
+
+
+def gold_target_pairs():
+    """The targets whose train split keeps hidden gold tags (not raw text): pseudo-label quality."""
+    return [(d, lang) for d, lang in target_pairs() if not is_raw_text(config, d, lang)]
+
+
+def unscored_targets_message():
+    """The one line that planning prints for targets without a test file (None if all have one)."""
+    unscored = [f"{d}/{lang}" for d, lang in target_pairs() if not has_test(d, lang)]
+    if not unscored:
+        return None
+    return (
+        f"glode: {', '.join(unscored)} ha{'s' if len(unscored) == 1 else 've'} no test file: "
+        "the models are trained, and evaluation, label quality and table cells are skipped there"
+    )
+
+
+def source_runs(pairs=None):
     """(dataset, lang, system, seed) of every source model applied to a target language."""
     return [
         (d, lang, system, seed)
-        for d, lang in target_pairs()
+        for d, lang in (target_pairs() if pairs is None else pairs)
         for system in SOURCE_SYSTEMS
         for seed in config["seeds"]
     ]
@@ -291,7 +313,42 @@ def source_runs():
 
 def source_evaluation_files():
     """The source models' test metrics on the target languages (also Figure 4's input)."""
-    return [metrics_file(*run) for run in source_runs()]
+    return [metrics_file(*run) for run in source_runs(scored_target_pairs())]
+
+
+def model_files():
+    """Every model a target language gets: the source models (plain, mlm-<lang>) and the target
+    models of the configured variants: a language's tagger, with or without a test (the `models` target).
+    """
+    files = {
+        source_model(d, lang, system, seed) for d, lang, system, seed in source_runs()
+    }
+    files |= {
+        f"results/target/{d}/{lang}/{variant}/seed{seed}/model"
+        for d, lang in target_pairs()
+        for variant in config["variants"]
+        for seed in config["seeds"]
+    }
+    return sorted(files)
+
+
+def raw_text_targets_regex():
+    """Target languages whose train split is raw text (rule prepare_raw_target)."""
+    langs = {lang for d, lang in target_pairs() if is_raw_text(config, d, lang)}
+    return "|".join(sorted(langs)) or "(?!)"
+
+
+def tagged_targets_regex():
+    langs = {lang for d, lang in target_pairs() if not is_raw_text(config, d, lang)}
+    return "|".join(sorted(langs)) or "(?!)"
+
+
+def raw_text_flags(wildcards):
+    declared = declared_file(config, wildcards.dataset, wildcards.lang, "train")
+    flags = f"--file {shlex.quote(declared['path'])} --format {declared['format']}"
+    if declared["format"] == "jsonl":
+        flags += f" --text-key {shlex.quote(declared['text_key'])}"
+    return flags + (f" --sha256 {declared['sha256']}" if declared["sha256"] else "")
 
 
 def initial_pseudo_label_files():
@@ -405,7 +462,7 @@ def last_epoch_state(wildcards):
 def label_quality_files(variants, seeds=None):
     """Pseudo-label F1 per epoch (Figure 3), plus the initial labels' F1 as epoch -1."""
     files = []
-    for d, lang in target_pairs():
+    for d, lang in gold_target_pairs():
         for seed in config["seeds"] if seeds is None else seeds:
             for variant in variants:
                 initial = variant_settings(variant)[2]
@@ -422,7 +479,7 @@ def label_quality_files(variants, seeds=None):
 def target_evaluation_files(variants):
     return [
         metrics_file(d, lang, f"target-{variant}", seed)
-        for d, lang in target_pairs()
+        for d, lang in scored_target_pairs()
         for variant in variants
         for seed in config["seeds"]
     ]
@@ -446,7 +503,7 @@ def table_metrics(wildcards):
     datasets = TABLE_DATASETS[table] or list(config["datasets"])
     return [
         metrics_file(d, lang, system, seed)
-        for d, lang in target_pairs()
+        for d, lang in scored_target_pairs()
         if d in datasets
         for system in systems
         if system.removeprefix("target-") in config["variants"]
@@ -485,9 +542,12 @@ def figure3_quality_files():
 def figure4_sentences(which):
     if which == "source":
         return sorted(
-            {sentences_file(d, source_lang(d), "train") for d, _ in target_pairs()}
+            {
+                sentences_file(d, source_lang(d), "train")
+                for d, _ in scored_target_pairs()
+            }
         )
-    return [sentences_file(d, lang, "test") for d, lang in target_pairs()]
+    return [sentences_file(d, lang, "test") for d, lang in scored_target_pairs()]
 
 
 def table_files():
@@ -530,7 +590,7 @@ def study_target_pairs(wildcards):
     """The targets of one study job: one (dataset, lang) where the job names it, else all."""
     if "lang" in wildcards.keys():
         return [(wildcards.dataset, wildcards.lang)]
-    return target_pairs()
+    return scored_target_pairs()
 
 
 def study_metrics_files(wildcards):

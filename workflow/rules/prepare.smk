@@ -1,5 +1,30 @@
 # One job per benchmark file. A target language's train split is the unlabeled target data:
-# its tags go to results/analysis/gold/, a tree that training rules never take as input.
+# its tags go to results/analysis/gold/, a tree that training rules never take as input; a train
+# split declared as raw text has no tags to hide.
+
+
+rule prepare_raw_target:
+    input:
+        unpack(data_file_input),
+        backbone=backbone_inputs(),
+    output:
+        "results/data/{dataset}/{lang}/train.parquet",
+    log:
+        "results/logs/prepare/{dataset}/{lang}/train.log",
+    wildcard_constraints:
+        lang=raw_text_targets_regex(),
+    conda:
+        "../../environment.yml"
+    params:
+        data=raw_text_flags,
+        types=lambda wc: entity_types(wc.dataset),
+        sample=sample_flags(),
+        backbone=tokenizer_source,
+        max_seq_len=config["spans"]["max_seq_len"],
+    shell:
+        "glode prepare {params.data} --dataset {wildcards.dataset} --lang {wildcards.lang} "
+        "--split train --role target --entity-types {params.types} --backbone {params.backbone} "
+        "--max-seq-len {params.max_seq_len} --out {output} {params.sample} --log {log}"
 
 
 rule prepare_unlabeled_target:
@@ -11,7 +36,7 @@ rule prepare_unlabeled_target:
     log:
         "results/logs/prepare/{dataset}/{lang}/train.log",
     wildcard_constraints:
-        lang=target_languages_regex(),
+        lang=tagged_targets_regex(),
     conda:
         "../../environment.yml"
     params:
@@ -48,4 +73,4 @@ rule prepare_labeled:
         "--entity-types {params.types} --out {output} {params.sample} {params.tokenisation} --log {log}"
 
 
-ruleorder: prepare_unlabeled_target > prepare_labeled
+ruleorder: prepare_raw_target > prepare_unlabeled_target > prepare_labeled
