@@ -280,22 +280,25 @@ def load_token_classifier(model_dir: Path, device: torch.device):
 
 @torch.no_grad()
 def predict_tags(model, tokenizer, labels: list[str], max_seq_len: int, sentences: pd.DataFrame, device: torch.device,
-                 batch_size: int = 64, precision: str = "auto") -> list[list[str]]:
-    """Repaired BIO tags per sentence, in `sentences` order; words beyond the window are O."""
+                 batch_size: int = 64, precision: str = "auto", with_probs: bool = False):
+    """Repaired BIO tags per sentence, in `sentences` order; words beyond the window are O. With
+    `with_probs`, also each word's probability of its argmax tag (1.0 past the window)."""
     items = word_items(sentences, tokenizer, max_seq_len)
     loader, _ = make_word_loader(items, batch_size, tokenizer.pad_token_id, shuffle=False)
-    tags: list[list[str] | None] = [None] * len(items)
+    tags: list = [None] * len(items)
+    probs: list = [None] * len(items)
     for batch in loader:
         rows = batch["sentence_rows"].tolist()
         batch = move_batch(batch, device)
         with autocast(device, precision):
             logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
-        best = logits.float().argmax(-1).cpu().numpy()
+        best_prob, best = logits.float().softmax(-1).max(-1)
+        best, best_prob = best.cpu().numpy(), best_prob.cpu().numpy()
         for b, row in enumerate(rows):
             first = items[row]["word_first"]
-            words = [labels[best[b, f]] if f >= 0 else "O" for f in first]
-            tags[row] = repair_bio(words)
-    return tags  # type: ignore[return-value]
+            tags[row] = repair_bio([labels[best[b, f]] if f >= 0 else "O" for f in first])
+            probs[row] = [float(best_prob[b, f]) if f >= 0 else 1.0 for f in first]
+    return (tags, probs) if with_probs else tags
 
 
 def predict_tokencls(model_dir: Path, sentences_path: Path, out: Path, device_spec: str = "auto", batch_size: int = 64, precision: str = "auto") -> pd.DataFrame:

@@ -16,6 +16,7 @@ import torch
 from conftest import CLASSES, synthetic_sentences, write_sentences, write_spans
 
 from glode import tag
+from glode.tagger import Tagger, span_settings_of
 from glode.io import GlodeInputError
 
 
@@ -194,16 +195,16 @@ def test_input_format_comes_from_the_suffix_or_the_flag(model_dir, tmp_path):
 
 
 def test_span_settings_from_the_model_directory_else_the_options(model_dir, tmp_path, caplog):
-    assert tag.span_settings_of(model_dir, 4, None, None) == tag.span_settings_of(model_dir, 4, 4, 128)
+    assert span_settings_of(model_dir, 4, None, None) == span_settings_of(model_dir, 4, 4, 128)
     with caplog.at_level("WARNING"):
-        settings = tag.span_settings_of(model_dir, 4, 2, 64)
+        settings = span_settings_of(model_dir, 4, 2, 64)
     assert (settings.max_span_len, settings.max_seq_len) == (4, 128) and "--max-span-len 2 ignored" in caplog.text
     bare = tmp_path / "bare"  # a model directory without glode_training.json
     bare.mkdir()
-    assert (tag.span_settings_of(bare, 4, None, None).max_span_len, tag.span_settings_of(bare, 4, None, None).max_seq_len) == (4, 128)
-    assert (tag.span_settings_of(bare, 4, 2, 64).max_span_len, tag.span_settings_of(bare, 4, 2, 64).max_seq_len) == (2, 64)
+    assert (span_settings_of(bare, 4, None, None).max_span_len, span_settings_of(bare, 4, None, None).max_seq_len) == (4, 128)
+    assert (span_settings_of(bare, 4, 2, 64).max_span_len, span_settings_of(bare, 4, 2, 64).max_seq_len) == (2, 64)
     with pytest.raises(GlodeInputError, match="spans of 1..4 words"):
-        tag.span_settings_of(bare, 4, 5, None)
+        span_settings_of(bare, 4, 5, None)
 
 
 def test_joined_tokenisation_is_the_default_of_a_model_trained_so_and_matches_pseudo_label(model_dir, tiny_backbone, tmp_path):
@@ -221,8 +222,8 @@ def test_joined_tokenisation_is_the_default_of_a_model_trained_so_and_matches_ps
     shutil.copytree(model_dir, joined_model)
     summary = json.loads((joined_model / "glode_training.json").read_text())
     (joined_model / "glode_training.json").write_text(json.dumps({**summary, "target_tokenisation": "joined"}))
-    assert tag.tokenisation_of(model_dir, None) == "words" and tag.tokenisation_of(joined_model, None) == "joined"
-    assert tag.tokenisation_of(joined_model, "words") == "words"
+    assert Tagger.load(model_dir, device="cpu").tokenisation == "words" and Tagger.load(joined_model, device="cpu").tokenisation == "joined"
+    assert Tagger.load(joined_model, device="cpu", tokenisation="words").tokenisation == "words"
 
     texts = ["北京是中国的首都。", "上海很大"]
     source = tmp_path / "zh.txt"
