@@ -32,9 +32,6 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
-from seqeval.metrics import classification_report, f1_score, precision_score, recall_score
-from seqeval.metrics.sequence_labeling import get_entities
-from seqeval.scheme import IOB2, Entities
 
 from glode.data import load_sentences
 from glode.io import GlodeInputError, atomic_path, read_json, read_parquet_metadata, setup_logging, write_json
@@ -157,6 +154,10 @@ def score_bio(gold: Sequence[Sequence[str]], pred: Sequence[Sequence[str]]) -> d
     (classification_report, default mode) and `counts` (gold / predicted / correct entities,
     default mode). Every gold sentence must have a predicted tag sequence of the same length.
     """
+    from seqeval.metrics import classification_report, f1_score, precision_score, recall_score
+    from seqeval.metrics.sequence_labeling import get_entities
+    from seqeval.scheme import IOB2, Entities
+
     gold = [[str(t) for t in seq] for seq in gold]
     pred = [[str(t) for t in seq] for seq in pred]
     if len(gold) != len(pred):
@@ -359,6 +360,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    # seqeval is imported where it is used: it brings scikit-learn (~2 s), which decoding (glode.tagger) never needs
+    from seqeval.metrics.sequence_labeling import get_entities
+
     args = build_parser().parse_args(argv)
     setup_logging(args.log)
 

@@ -503,12 +503,12 @@ def _cached_tokenizer(name_or_path: str, stamp: tuple):
         # A directory with a fast-tokenizer file: wrap it directly. Through AutoTokenizer, the
         # model-specific class re-parses the 250k-piece vocabulary in Python (~2 s more per
         # process); the tokenization is the same (tests/test_model.py compares them).
-        from tokenizers import Tokenizer
         from transformers import PreTrainedTokenizerFast
 
         settings = json.loads((path / "tokenizer_config.json").read_text())
         special = {k: v["content"] if isinstance(v, dict) else v for k, v in settings.items() if k.endswith("_token") and isinstance(v, (str, dict))}
-        return PreTrainedTokenizerFast(tokenizer_object=Tokenizer.from_file(str(path / "tokenizer.json")), model_max_length=settings.get("model_max_length", 512), **special)
+        # from the file, not from a Tokenizer object: the object is deep-copied (~2 s per process)
+        return PreTrainedTokenizerFast(tokenizer_file=str(path / "tokenizer.json"), model_max_length=settings.get("model_max_length", 512), **special)
     from transformers import AutoTokenizer
 
     local = {"local_files_only": True} if is_local_path(name_or_path) else {}  # checked by load_tokenizer
