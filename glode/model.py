@@ -229,6 +229,30 @@ class MaskedLMHead(nn.Module):
         return F.linear(x, self.decoder.weight[vocab_ids], self.bias[vocab_ids])
 
 
+def adamw_parameter_groups(named_parameters, weight_decay: float, head_lr: float | None, encoder_prefix: str) -> list[dict]:
+    """AdamW groups of the trainable parameters: decay on weight matrices, none on biases and
+    LayerNorm weights (HF convention); with `head_lr`, the parts outside the encoder (names not
+    starting with `encoder_prefix`: the fresh heads) get that learning rate. Shared by the span
+    model and the token classifier (glode.tokencls), so that both train the same way."""
+    groups: dict[tuple[bool, bool], list] = {}
+    seen: set[int] = set()
+    for name, param in named_parameters:
+        if not param.requires_grad or id(param) in seen:
+            continue
+        seen.add(id(param))
+        lowered = name.lower()
+        no_decay = name.endswith("bias") or "layernorm" in lowered or "layer_norm" in lowered
+        is_head = head_lr is not None and not name.startswith(encoder_prefix)
+        groups.setdefault((no_decay, is_head), []).append(param)
+    result = []
+    for (no_decay, is_head), params in sorted(groups.items()):
+        group = {"params": params, "weight_decay": 0.0 if no_decay else weight_decay}
+        if is_head:
+            group["lr"] = head_lr
+        result.append(group)
+    return result
+
+
 @dataclass
 class SpanModelOutput(ModelOutput):
     logits: torch.Tensor | None = None  # [n_spans, n_classes]
@@ -361,25 +385,8 @@ class SpanModel(PreTrainedModel):
         and morphology embeddings, MLM transform) get their own learning rate: a demo-scale run
         makes too few updates for them to leave their random start at the encoder's rate.
         """
-        groups: dict[tuple[bool, bool], list] = {}
-        seen: set[int] = set()
-        for name, param in self.named_parameters():
-            if not param.requires_grad or id(param) in seen:
-                continue
-            if name.startswith("projection.") and not self.config.train_projection:
-                continue
-            seen.add(id(param))
-            lowered = name.lower()
-            no_decay = name.endswith("bias") or "layernorm" in lowered or "layer_norm" in lowered
-            is_head = head_lr is not None and not name.startswith("encoder.")
-            groups.setdefault((no_decay, is_head), []).append(param)
-        result = []
-        for (no_decay, is_head), params in sorted(groups.items()):
-            group = {"params": params, "weight_decay": 0.0 if no_decay else weight_decay}
-            if is_head:
-                group["lr"] = head_lr
-            result.append(group)
-        return result
+        trained = ((n, p) for n, p in self.named_parameters() if self.config.train_projection or not n.startswith("projection."))
+        return adamw_parameter_groups(trained, weight_decay, head_lr, encoder_prefix="encoder.")
 
     # -- frozen lower layers (cache_frozen_layers) -----------------------------------------------
 

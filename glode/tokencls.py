@@ -30,7 +30,6 @@ import logging
 import math
 import re
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
@@ -42,7 +41,7 @@ from glode.batching import LengthBucketBatchSampler, SpanCollator, move_batch, w
 from glode.data import load_sentences
 from glode.device import autocast, describe_device, seed_everything, select_device
 from glode.io import GlodeInputError, atomic_dir, atomic_path, read_json, setup_logging, write_json, write_parquet
-from glode.model import load_tokenizer
+from glode.model import adamw_parameter_groups, load_tokenizer
 from glode.model_card import training_data, write_model_card
 from glode.options import OptionError, add_options, options_from_args
 from glode.spans import encode_words, sentence_tokenisation
@@ -161,27 +160,6 @@ def freeze_like_span_model(model, freeze_word_embeddings: bool, train_top_layers
         encoder.get_input_embeddings().weight.requires_grad_(False)
 
 
-def parameter_groups(model, weight_decay: float, head_lr: float) -> list[dict]:
-    """AdamW groups as the span model's: no decay on biases and LayerNorm weights; with
-    `head_lr` > 0 the parts outside the encoder (the classifier) get that rate."""
-    prefix = model.base_model_prefix + "."
-    groups: dict[tuple[bool, bool], list] = {}
-    for name, param in model.named_parameters():
-        if not param.requires_grad:
-            continue
-        lowered = name.lower()
-        no_decay = name.endswith("bias") or "layernorm" in lowered or "layer_norm" in lowered
-        is_head = head_lr > 0 and not name.startswith(prefix)
-        groups.setdefault((no_decay, is_head), []).append(param)
-    result = []
-    for (no_decay, is_head), params in sorted(groups.items()):
-        group = {"params": params, "weight_decay": 0.0 if no_decay else weight_decay}
-        if is_head:
-            group["lr"] = head_lr
-        result.append(group)
-    return result
-
-
 # -- training --------------------------------------------------------------------------------
 
 
@@ -205,7 +183,7 @@ def train_tokencls(source_sentences: Path, backbone: str, out: Path, train_log: 
     tokenizer = load_tokenizer(backbone)
     items = word_items(sentences, tokenizer, max_seq_len, {l: i for i, l in enumerate(labels)}, source_sentences)
     model = build_token_classifier(backbone, labels, opts).to(device).train()
-    groups = parameter_groups(model, opts.weight_decay, opts.head_lr)
+    groups = adamw_parameter_groups(model.named_parameters(), opts.weight_decay, opts.head_lr if opts.head_lr > 0 else None, encoder_prefix=model.base_model_prefix + ".")
     params = [p for g in groups for p in g["params"]]
     optimizer = torch.optim.AdamW(groups, lr=opts.lr, betas=(opts.adam_beta1, opts.adam_beta2), eps=opts.adam_eps)
     log.info("source: %d sentences; labels %s; parameters: %d trainable of %d", len(items), labels, sum(p.numel() for p in params), sum(p.numel() for p in model.parameters()))
