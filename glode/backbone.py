@@ -356,11 +356,11 @@ def load_bert(e5: E5S1File):
     return model.eval()
 
 
-def check_tokenizer_matches(e5: E5S1File) -> None:
+def check_tokenizer_matches(e5: E5S1File, tokenizer_json: Path | None = None) -> None:
     """The offline tokenizer (from another package) must number its pieces exactly as the weights do."""
     from glode.tokenizer import e5_tokenizer_json
 
-    tokenizer_json = e5_tokenizer_json()
+    tokenizer_json = Path(tokenizer_json) if tokenizer_json else e5_tokenizer_json()
     vocab = [piece for piece, _score in json.loads(tokenizer_json.read_text(encoding="utf-8"))["model"]["vocab"]]
     pieces = e5.pieces()
     if len(vocab) != len(pieces):
@@ -415,8 +415,9 @@ def provenance(e5: E5S1File) -> dict:
     }
 
 
-def build_backbone(out: str | Path, weights: str | Path | None = None, check_tokenizer: bool = True) -> dict:
-    """Convert an E5S1 file into a Hugging Face directory at `out` (atomically); return its provenance."""
+def build_backbone(out: str | Path, weights: str | Path | None = None, check_tokenizer: bool = True, tokenizer_json: str | Path | None = None) -> dict:
+    """Convert an E5S1 file into a Hugging Face directory at `out` (atomically); return its provenance.
+    `tokenizer_json`: the offline tokenizer's file where its package is not installed (glode.travel)."""
     from glode.tokenizer import save_offline_tokenizer
 
     weights = Path(weights) if weights is not None else default_weights()
@@ -425,13 +426,13 @@ def build_backbone(out: str | Path, weights: str | Path | None = None, check_tok
     h = e5.header
     log.info("read %s (%.1f MB, sha256 %s): hidden %d, %d layers, %d heads, FFN %d, %d vocab rows", weights, len(e5.raw) / 1e6, e5.sha256[:12], h.hidden, h.layers, h.heads, h.ffn, h.vocab_rows)
     if check_tokenizer:
-        check_tokenizer_matches(e5)
+        check_tokenizer_matches(e5, tokenizer_json)
     model = load_bert(e5)
     log.info("dequantised %d tensors into BertModel (%.1fM parameters), %.1f s so far", len(e5.entries), model.num_parameters() / 1e6, time.perf_counter() - started)
     info = provenance(e5)
     with atomic_dir(out) as tmp:
         model.save_pretrained(tmp)
-        save_offline_tokenizer(tmp)
+        save_offline_tokenizer(tmp, tokenizer_json)
         info["files"] = record_files(tmp)
         write_json(info, tmp / PROVENANCE_FILE)
     log.info("wrote %s in %.1f s total", out, time.perf_counter() - started)

