@@ -8,8 +8,8 @@
 2. A fresh Python process that loads a model and tags 5 sentences, against one that only imports
    torch and transformers; medians of `--repeats` runs and the ratio.
 
-The model is a span model on the offline backbone (all 12 layers, heads as initialised: speed
-does not depend on what the heads learned).
+The model is a span model on the offline backbone (its bottom 8 layers by default, as the
+study's models; heads as initialised: speed does not depend on what the heads learned).
 
     python benchmarks/bench_tagger.py --sentences 10000 --repeats 3
 """
@@ -38,11 +38,11 @@ def wikiann_sentences(n: int, lang: str) -> list[list[str]]:
     return [s.tokens for s in parsed.sentences[:n]]
 
 
-def build_model(backbone: str, out: Path) -> Path:
+def build_model(backbone: str, out: Path, encoder_layers: int) -> Path:
     from glode.model import SpanModel, load_tokenizer
     from glode.training import save_model_dir
 
-    model = SpanModel.from_backbone(backbone, ["O", "PER", "LOC", "ORG"])
+    model = SpanModel.from_backbone(backbone, ["O", "PER", "LOC", "ORG"], encoder_layers=encoder_layers)
     save_model_dir(out, model.eval(), load_tokenizer(backbone), {"span_settings": {"max_span_len": 4, "max_seq_len": 128}, "splitter": {"lang": "xx"}})
     return out
 
@@ -79,6 +79,7 @@ def main() -> int:
     parser.add_argument("--lang", default="ar", help="WikiAnn test file to take sentences from (ar and zh have 10,000)")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--encoder-layers", type=int, default=8, help="the backbone's bottom N layers (8: the study's models; 0: all 12)")
     args = parser.parse_args()
 
     import torch
@@ -90,7 +91,7 @@ def main() -> int:
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
-        model = build_model(args.backbone, tmp / "model")
+        model = build_model(args.backbone, tmp / "model", args.encoder_layers)
         words = wikiann_sentences(args.sentences, args.lang)
         texts = [" ".join(w) for w in words]
         sentences, spans = prepared_inputs(words, load_tokenizer(args.backbone), tmp)
