@@ -265,11 +265,13 @@ def report(args: argparse.Namespace) -> None:
     merged = {}
     for name, columns, key, new_paths in (("scores.csv", SCORE_COLUMNS, SCORE_KEY, args.scores), ("label_quality.csv", QUALITY_COLUMNS, QUALITY_KEY, args.label_quality)):
         merged[name] = merge_csv(into / name, columns, key, new_paths)
-        write_csv(merged[name], into / name)
-        log.info("%s: %d rows", into / name, len(merged[name]))
-    # the stored resamples first, then the table computed from them: a refused mix writes nothing
+    # everything is merged and checked before anything is written: a refused mix (seeds of
+    # different test files) leaves the committed files as they were
     bootstrap = merge_csv(into / "bootstrap.csv", BOOTSTRAP_COLUMNS, BOOTSTRAP_KEY, args.bootstrap)
     significance = significance_table(bootstrap, into / "bootstrap.csv") if len(bootstrap) else None
+    for name, frame in merged.items():
+        write_csv(frame, into / name)
+        log.info("%s: %d rows", into / name, len(frame))
     if args.bootstrap:
         write_csv(bootstrap, into / "bootstrap.csv", float_format="%.4f")
     if significance is not None:

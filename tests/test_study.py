@@ -199,3 +199,21 @@ def test_render_writes_the_committed_study_for_the_report(tmp_path):
     # no significance.csv yet: the report says so instead of showing a blank
     assert "does not exist yet" in (rendered / "study_significance.csv").read_text()
     assert (rendered / "study_figure3.png").read_bytes() == (into / "figure3.png").read_bytes()
+
+
+def test_report_refuses_seeds_of_different_test_files_and_writes_nothing(tmp_path):
+    into = tmp_path / "docs/study"
+    metrics, quality = seed_with_predictions(tmp_path / "m1", 1)
+    out = tmp_path / "study/seed1"
+    argv = ["collect", "--metrics", *metrics, "--quality", *quality, "--initial", "glode=source-mlm", "wo_denoising=source-mlm",
+            "--compare", "target-glode=target-wo_denoising", "--scores-out", str(out / "s.csv"), "--quality-out", str(out / "q.csv"), "--bootstrap-out", str(out / "b.csv")]
+    assert study.main(argv) == 0
+    assert study.main(["report", "--scores", str(out / "s.csv"), "--label-quality", str(out / "q.csv"), "--bootstrap", str(out / "b.csv"), "--into", str(into)]) == 0
+    before = {p.name: p.read_bytes() for p in into.iterdir()}
+    other = pd.read_csv(out / "b.csv").assign(seed=2, sentences=31, test_sha256="f" * 64)
+    other.to_csv(tmp_path / "b2.csv", index=False)
+    scores2 = pd.read_csv(out / "s.csv").assign(seed=2)
+    scores2.to_csv(tmp_path / "s2.csv", index=False)
+    with pytest.raises(GlodeInputError, match="seed 2 was scored on a test file of 31 sentences"):
+        study.main(["report", "--scores", str(tmp_path / "s2.csv"), "--bootstrap", str(tmp_path / "b2.csv"), "--into", str(into)])
+    assert {p.name: p.read_bytes() for p in into.iterdir()} == before
