@@ -100,7 +100,10 @@ def quality_rows(quality_paths: Iterable[Path], initial_of: dict[str, str]) -> p
         obj = read_json_file(path)
         f1 = percent(obj, "f1", path)
         if epoch == INITIAL_EPOCH:
-            rows += [[dataset, lang, variant, seed, 0, f1, 0] for variant, system in initial_of.items() if system == name]
+            started = [variant for variant, system in initial_of.items() if system == name]
+            if not started:
+                raise GlodeInputError(path, f"initial labels of {name}, but no --initial VARIANT={name} says which variant they start")
+            rows += [[dataset, lang, variant, seed, 0, f1, 0] for variant in started]
         else:
             changed = obj.get("labels_changed")
             if changed is None:
@@ -387,8 +390,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     c = sub.add_parser("collect", help="one seed's metrics.json and label-quality JSONs -> two CSV files")
     c.add_argument("--metrics", nargs="+", type=Path, required=True, help="metrics.json files (results/eval/{dataset}/{lang}/{system}/seed{seed}/)")
-    c.add_argument("--quality", nargs="+", type=Path, required=True, help="label-quality JSONs (epoch<N>.json and initial.json)")
-    c.add_argument("--initial", nargs="+", required=True, type=variant_initial, metavar="VARIANT=SYSTEM", help="whose initial labels are each variant's epoch 0, e.g. glode=source-mlm")
+    c.add_argument("--quality", nargs="*", type=Path, default=[], help="label-quality JSONs (epoch<N>.json and initial.json); none for scores alone")
+    c.add_argument("--initial", nargs="*", default=[], type=variant_initial, metavar="VARIANT=SYSTEM", help="whose initial labels are each variant's epoch 0, e.g. glode=source-mlm (needed with initial.json files)")
     c.add_argument("--scores-out", type=Path, required=True)
     c.add_argument("--quality-out", type=Path, required=True)
     c.add_argument("--compare", nargs="*", default=[], type=system_pair, metavar="SYSTEM_A=SYSTEM_B", help="paired bootstrap of F1(A) - F1(B) per target, e.g. target-glode=target-wo_denoising")

@@ -217,3 +217,13 @@ def test_report_refuses_seeds_of_different_test_files_and_writes_nothing(tmp_pat
     with pytest.raises(GlodeInputError, match="seed 2 was scored on a test file of 31 sentences"):
         study.main(["report", "--scores", str(tmp_path / "s2.csv"), "--bootstrap", str(tmp_path / "b2.csv"), "--into", str(into)])
     assert {p.name: p.read_bytes() for p in into.iterdir()} == before
+
+
+def test_collect_takes_scores_alone(tmp_path):
+    """A system scored on its own (the token classifier on a target collected earlier)."""
+    path = write_json(tmp_path / "results/eval/conll/de/source-tokencls/seed1/metrics.json", {"seqeval": {"f1": 0.5, "precision": 0.5, "recall": 0.5}})
+    assert study.main(["collect", "--metrics", path, "--scores-out", str(tmp_path / "s.csv"), "--quality-out", str(tmp_path / "q.csv")]) == 0
+    assert pd.read_csv(tmp_path / "s.csv")["system"].tolist() == ["source-tokencls"] and pd.read_csv(tmp_path / "q.csv").empty
+    initial = write_json(tmp_path / "results/analysis/label_quality/conll/de/source-mlm/seed1/initial.json", {"seqeval": {"f1": 0.5}})
+    with pytest.raises(GlodeInputError, match="no --initial VARIANT=source-mlm"):
+        study.main(["collect", "--metrics", path, "--quality", initial, "--scores-out", str(tmp_path / "s.csv"), "--quality-out", str(tmp_path / "q.csv")])
