@@ -195,12 +195,16 @@ def split_within_window(splitter: Splitter, texts: Iterable[str], tokenizer, max
     report = report if report is not None else SplitReport()
     pending: list[list[SplitSentence]] = []
 
+    def surely_fits(sentence: SplitSentence) -> bool:
+        # a word is at most one piece per character plus a word-start piece: no need to count
+        return sum(len(w) + 1 for w in sentence.words) <= max_seq_len - 2
+
     def fitted(docs: list[list[SplitSentence]]) -> Iterable[list[SplitSentence]]:
-        counts = iter(subword_counts(tokenizer, [s.words for doc in docs for s in doc]))
+        counts = iter(subword_counts(tokenizer, [s.words for doc in docs for s in doc if not surely_fits(s)]))
         for doc in docs:
             out = []
             for sentence in doc:
-                pieces = fit_window(sentence, next(counts), max_seq_len)
+                pieces = [sentence] if surely_fits(sentence) else fit_window(sentence, next(counts), max_seq_len)
                 report.sentences += 1
                 if len(pieces) > 1:
                     report.cut_sentences += 1
