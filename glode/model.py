@@ -229,6 +229,20 @@ class MaskedLMHead(nn.Module):
         return F.linear(x, self.decoder.weight[vocab_ids], self.bias[vocab_ids])
 
 
+def freeze_encoder(encoder: nn.Module, freeze_word_embeddings: bool = False, train_top_layers: int = 0) -> None:
+    """`train_top_layers=N>0` trains only the encoder's top N layers (embeddings frozen);
+    `freeze_word_embeddings` freezes the word embedding matrix (and with it a tied MLM decoder).
+    Shared by the span model and the token classifier (glode.tokencls)."""
+    n_layers = encoder.config.num_hidden_layers
+    layer_re = re.compile(r"(?:^|\.)layers?\.(\d+)\.")
+    if train_top_layers > 0:
+        for name, param in encoder.named_parameters():
+            match = layer_re.search(name)
+            param.requires_grad_(bool(match) and int(match.group(1)) >= n_layers - train_top_layers)
+    if freeze_word_embeddings or train_top_layers > 0:
+        encoder.get_input_embeddings().weight.requires_grad_(False)
+
+
 def adamw_parameter_groups(named_parameters, weight_decay: float, head_lr: float | None, encoder_prefix: str) -> list[dict]:
     """AdamW groups of the trainable parameters: decay on weight matrices, none on biases and
     LayerNorm weights (HF convention); with `head_lr`, the parts outside the encoder (names not
@@ -364,17 +378,8 @@ class SpanModel(PreTrainedModel):
         return model
 
     def freeze_encoder_parts(self, freeze_word_embeddings: bool = False, train_top_layers: int = 0) -> None:
-        """CPU-demo economies. `train_top_layers=N>0` trains only the encoder's top N layers (embeddings
-        frozen); `freeze_word_embeddings` freezes the word embedding matrix (and with it the tied MLM
-        decoder; the MLM bias still trains). The span heads always train."""
-        n_layers = self.encoder.config.num_hidden_layers
-        layer_re = re.compile(r"(?:^|\.)layers?\.(\d+)\.")
-        if train_top_layers > 0:
-            for name, param in self.encoder.named_parameters():
-                match = layer_re.search(name)
-                param.requires_grad_(bool(match) and int(match.group(1)) >= n_layers - train_top_layers)
-        if freeze_word_embeddings or train_top_layers > 0:
-            self.encoder.get_input_embeddings().weight.requires_grad_(False)
+        """CPU-demo economies (freeze_encoder, below); the span heads always train."""
+        freeze_encoder(self.encoder, freeze_word_embeddings, train_top_layers)
         if not self.config.train_projection:
             self.projection.requires_grad_(False)
 

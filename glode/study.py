@@ -137,21 +137,26 @@ def upsert(existing: pd.DataFrame, new: pd.DataFrame, key: list[str]) -> pd.Data
     return sort_rows(merged, key)
 
 
-def summary_markdown(scores: pd.DataFrame) -> str:
-    """Mean +- sample std (and n seeds) of F1 per system and target."""
+def summary_table(scores: pd.DataFrame) -> pd.DataFrame:
+    """Mean +- sample std (and n seeds) of F1: a row per system, a column per target."""
     targets = sorted({(d, l) for d, l in zip(scores["dataset"], scores["lang"])})
     systems = [s for s in SYSTEM_ORDER if s in set(scores["system"])] + sorted(set(scores["system"]) - set(SYSTEM_ORDER))
-    lines = ["| system | " + " | ".join(f"{d}/{l}" for d, l in targets) + " |", "|---|" + "---:|" * len(targets)]
+    rows = []
     for system in systems:
         cells = []
         for d, l in targets:
             f1 = scores[(scores["dataset"] == d) & (scores["lang"] == l) & (scores["system"] == system)]["f1"].tolist()
-            if not f1:
-                cells.append("")
-                continue
             std = statistics.stdev(f1) if len(f1) > 1 else 0.0
-            cells.append(f"{statistics.fmean(f1):.2f} ± {std:.2f} (n={len(f1)})")
-        lines.append(f"| {system} | " + " | ".join(cells) + " |")
+            cells.append(f"{statistics.fmean(f1):.2f} ± {std:.2f} (n={len(f1)})" if f1 else "")
+        rows.append([system, *cells])
+    return pd.DataFrame(rows, columns=["system", *(f"{d}/{l}" for d, l in targets)])
+
+
+def summary_markdown(scores: pd.DataFrame) -> str:
+    """summary_table as Markdown."""
+    table = summary_table(scores)
+    lines = ["| " + " | ".join(table.columns) + " |", "|---|" + "---:|" * (len(table.columns) - 1)]
+    lines += ["| " + " | ".join(row) + " |" for row in table.itertuples(index=False)]
     return "\n".join(lines) + "\n"
 
 
@@ -290,14 +295,6 @@ def report(args: argparse.Namespace) -> None:
     print(text, end="")
 
 
-def summary_frame(scores: pd.DataFrame) -> pd.DataFrame:
-    """summary_markdown's table as a frame: a row per system, a column per target."""
-    lines = summary_markdown(scores).splitlines()
-    header = [c.strip() for c in lines[0].strip("|").split("|")]
-    rows = [[c.strip() for c in line.strip("|").split("|")] for line in lines[2:]]
-    return pd.DataFrame(rows, columns=header)
-
-
 def render(args: argparse.Namespace) -> None:
     """A committed study directory as files an HTML report shows: the score table, the
     significance table with its verdicts, and the figures, each named with the study's scale."""
@@ -306,7 +303,7 @@ def render(args: argparse.Namespace) -> None:
     study_dir, out = args.study, args.out_dir
     scores = read_csv(study_dir / "scores.csv", SCORE_COLUMNS)
     out.mkdir(parents=True, exist_ok=True)
-    write_csv(summary_frame(scores), out / "study_scores.csv")
+    write_csv(summary_table(scores), out / "study_scores.csv")
     significance_path = study_dir / "significance.csv"
     if significance_path.exists():
         table = read_csv(significance_path, SIGNIFICANCE_COLUMNS)

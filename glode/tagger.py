@@ -102,12 +102,12 @@ def model_kind(model_dir: Path) -> str:
     raise GlodeInputError(path, f"config.json describes {what}, not a glode model; {MODEL_DIR_HINT}")
 
 
-def span_settings_of(model_dir: Path, model_max_span_len: int, max_span_len: int | None = None, max_seq_len: int | None = None):
-    """The spans the model was trained on (glode_training.json's `span_settings`), else the
-    arguments: evaluation enumerates spans the same way."""
+def span_settings_of(model_dir: Path, model_max_span_len: int, max_span_len: int | None = None, max_seq_len: int | None = None, summary: dict | None = None):
+    """The spans the model was trained on (glode_training.json's `span_settings`; `summary`: that
+    file, already read), else the arguments: evaluation enumerates spans the same way."""
     from glode.spans import SpanSettings
 
-    saved = training_summary(model_dir).get("span_settings")
+    saved = (training_summary(model_dir) if summary is None else summary).get("span_settings")
     if saved:
         settings = SpanSettings(int(saved["max_span_len"]), int(saved["max_seq_len"]))
         given = {"--max-span-len": (max_span_len, settings.max_span_len), "--max-seq-len": (max_seq_len, settings.max_seq_len)}
@@ -155,13 +155,13 @@ def quiet_library_output(quiet: bool) -> Iterator[None]:
 class Tagger:
     """A loaded glode model that tags texts; build it with `Tagger.load`."""
 
-    def __init__(self, model_dir: Path, kind: str, model, tokenizer, device, precision: str, batch_size: int, quiet: bool,
+    def __init__(self, model_dir: Path, kind: str, model, tokenizer, device, precision: str, batch_size: int, quiet: bool, summary: dict,
                  settings=None, tokenisation: str = "words", labels: list[str] | None = None, max_seq_len: int = DEFAULT_MAX_SEQ_LEN):
         self.model_dir, self.kind, self.model, self.tokenizer = Path(model_dir), kind, model, tokenizer
         self.device, self.precision, self.batch_size, self.quiet = device, precision, batch_size, quiet
         self.settings, self.tokenisation, self.labels = settings, tokenisation, labels
         self.max_seq_len = settings.max_seq_len if settings is not None else max_seq_len
-        self.summary = training_summary(self.model_dir)
+        self.summary = summary  # the model directory's glode_training.json
         self._splitter: Splitter | None = None
 
     @classmethod
@@ -186,13 +186,14 @@ class Tagger:
                 from glode.tokencls import load_token_classifier
 
                 model, tokenizer, labels, window = load_token_classifier(model_dir, torch_device)
-                return cls(model_dir, kind, model, tokenizer, torch_device, precision, batch_size, quiet, labels=labels, max_seq_len=window)
+                return cls(model_dir, kind, model, tokenizer, torch_device, precision, batch_size, quiet, training_summary(model_dir), labels=labels, max_seq_len=window)
             from glode.model import load_span_model
 
             model, tokenizer = load_span_model(model_dir, torch_device)
-        settings = span_settings_of(model_dir, model.config.max_span_len, max_span_len, max_seq_len)
-        mode = tokenisation or training_summary(model_dir).get("target_tokenisation") or "words"
-        return cls(model_dir, kind, model, tokenizer, torch_device, precision, batch_size, quiet, settings=settings, tokenisation=mode)
+        summary = training_summary(model_dir)
+        settings = span_settings_of(model_dir, model.config.max_span_len, max_span_len, max_seq_len, summary)
+        mode = tokenisation or summary.get("target_tokenisation") or "words"
+        return cls(model_dir, kind, model, tokenizer, torch_device, precision, batch_size, quiet, summary, settings=settings, tokenisation=mode)
 
     @property
     def splitter(self) -> Splitter:

@@ -200,11 +200,12 @@ def split_within_window(splitter: Splitter, texts: Iterable[str], tokenizer, max
         return sum(len(w) + 1 for w in sentence.words) <= max_seq_len - 2
 
     def fitted(docs: list[list[SplitSentence]]) -> Iterable[list[SplitSentence]]:
-        counts = iter(subword_counts(tokenizer, [s.words for doc in docs for s in doc if not surely_fits(s)]))
+        to_count = [s for doc in docs for s in doc if not surely_fits(s)]
+        counts = dict(zip(map(id, to_count), subword_counts(tokenizer, [s.words for s in to_count])))
         for doc in docs:
             out = []
             for sentence in doc:
-                pieces = [sentence] if surely_fits(sentence) else fit_window(sentence, next(counts), max_seq_len)
+                pieces = fit_window(sentence, counts[id(sentence)], max_seq_len) if id(sentence) in counts else [sentence]
                 report.sentences += 1
                 if len(pieces) > 1:
                     report.cut_sentences += 1

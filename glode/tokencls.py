@@ -28,7 +28,6 @@ import contextlib
 import dataclasses
 import logging
 import math
-import re
 import time
 from pathlib import Path
 from typing import Sequence
@@ -41,7 +40,7 @@ from glode.batching import LengthBucketBatchSampler, SpanCollator, move_batch, w
 from glode.data import load_sentences
 from glode.device import autocast, describe_device, seed_everything, select_device
 from glode.io import GlodeInputError, atomic_dir, atomic_path, read_json, setup_logging, write_json, write_parquet
-from glode.model import adamw_parameter_groups, load_tokenizer
+from glode.model import adamw_parameter_groups, freeze_encoder, load_tokenizer
 from glode.model_card import training_data, write_model_card
 from glode.options import OptionError, add_options, options_from_args
 from glode.spans import encode_words, sentence_tokenisation
@@ -142,22 +141,8 @@ def build_token_classifier(backbone: str, labels: list[str], opts: SourceTrainin
             )  # fmt: skip
     finally:
         hf_logging.set_verbosity(verbosity)
-    freeze_like_span_model(model, opts.freeze_word_embeddings, opts.train_top_layers)
+    freeze_encoder(model.base_model, opts.freeze_word_embeddings, opts.train_top_layers)
     return model
-
-
-def freeze_like_span_model(model, freeze_word_embeddings: bool, train_top_layers: int) -> None:
-    """The encoder's top `train_top_layers` layers train (all when 0), the rest of it is frozen;
-    the word embeddings are frozen with `freeze_word_embeddings` or any layer freezing."""
-    encoder = model.base_model
-    n_layers = encoder.config.num_hidden_layers
-    layer_re = re.compile(r"(?:^|\.)layers?\.(\d+)\.")
-    if train_top_layers > 0:
-        for name, param in encoder.named_parameters():
-            match = layer_re.search(name)
-            param.requires_grad_(bool(match) and int(match.group(1)) >= n_layers - train_top_layers)
-    if freeze_word_embeddings or train_top_layers > 0:
-        encoder.get_input_embeddings().weight.requires_grad_(False)
 
 
 # -- training --------------------------------------------------------------------------------

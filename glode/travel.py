@@ -65,7 +65,7 @@ def benchmark_sentences(data_root: Path, pairs: Sequence[str]) -> Iterable[list[
             yield from (s.tokens for s in read_conll(data_root / entry.path, types, encoding=entry.encoding, scheme=entry.scheme).sentences)
 
 
-def kept_rows(raw: bytearray, e5, keep: np.ndarray) -> None:
+def zero_dropped_rows(raw: bytearray, e5, keep: np.ndarray) -> None:
     """Zero, in `raw` (the E5S1 file's bytes), the word-embedding rows whose ids are not in `keep`."""
     from glode.backbone import Q4_BLOCK_BYTES, Q4_BLOCK_VALUES
 
@@ -98,7 +98,7 @@ def pack(weights: Path, tokenizer_json: Path, keep: np.ndarray, out: Path, sourc
         raise ValueError(f"kept piece ids must lie in 0..{e5.header.vocab_rows - 1}")
     local = tensor_digests(load_bert(e5).state_dict(), keep)  # the local build, as `glode backbone` makes it
     raw = bytearray(e5.raw)
-    kept_rows(raw, e5, keep)
+    zero_dropped_rows(raw, e5, keep)
     with atomic_dir(out) as tmp:
         (tmp / WEIGHTS_FILE).write_bytes(lzma.compress(bytes(raw), preset=9))
         (tmp / TOKENIZER_FILE).write_bytes(lzma.compress(Path(tokenizer_json).read_bytes(), preset=9))
