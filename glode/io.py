@@ -25,6 +25,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("glode")
 
+# What every training stage writes beside its weights: options, inputs, data sizes (read back by
+# glode.tagger, glode.model_card and the next stage).
+TRAINING_SUMMARY_FILE = "glode_training.json"
+
 
 def _umask() -> int:
     mask = os.umask(0)

@@ -222,9 +222,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     setup_logging(args.log, logging.WARNING if args.quiet else logging.INFO)
-    from glode.tagger import model_kind
+    from glode.tagger import model_architecture
 
-    model_kind(args.model)  # a broken model directory fails before the input is read
+    model_architecture(args.model)  # a broken model directory fails before the input is read
     inputs = read_inputs(args.input, args.format, args.text_key)  # bad input fails before the model loads
     tagger = Tagger.load(args.model, device=args.device, precision=args.precision, batch_size=args.batch_size, quiet=args.quiet,
                          max_span_len=args.max_span_len, max_seq_len=args.max_seq_len, tokenisation=args.tokenisation)

@@ -29,12 +29,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
-from glode.io import GlodeInputError
+from glode.io import TRAINING_SUMMARY_FILE, GlodeInputError
 from glode.textsplit import SplitReport, SplitSentence, Splitter, split_within_window
 
 log = logging.getLogger(__name__)
 
-SUMMARY_FILE = "glode_training.json"
 DEFAULT_MAX_SEQ_LEN = 128
 MODEL_DIR_HINT = (
     "a glode model directory is the `model/` that `glode train-source`, `glode train-target` or `glode train-tokencls` writes "
@@ -71,11 +70,11 @@ def text_from_words(words: Sequence[str], id: Any = None) -> TaggedText:
 
 def training_summary(model_dir: Path) -> dict:
     """The model directory's glode_training.json (every training stage writes it), or {}."""
-    summary_file = Path(model_dir) / SUMMARY_FILE
+    summary_file = Path(model_dir) / TRAINING_SUMMARY_FILE
     return json.loads(summary_file.read_text(encoding="utf-8")) if summary_file.is_file() else {}
 
 
-def model_kind(model_dir: Path) -> str:
+def model_architecture(model_dir: Path) -> str:
     """`span` (glode_span_model) or `tokencls` (train-tokencls); a clear error for anything else."""
     from glode.model import SpanModelConfig
 
@@ -113,7 +112,7 @@ def span_settings_of(model_dir: Path, model_max_span_len: int, max_span_len: int
         given = {"--max-span-len": (max_span_len, settings.max_span_len), "--max-seq-len": (max_seq_len, settings.max_seq_len)}
         for flag, (value, used) in given.items():
             if value is not None and value != used:
-                log.warning("%s %d ignored: the model was trained with %d (%s)", flag, value, used, Path(model_dir) / SUMMARY_FILE)
+                log.warning("%s %d ignored: the model was trained with %d (%s)", flag, value, used, Path(model_dir) / TRAINING_SUMMARY_FILE)
     else:
         # the width embedding has model_max_span_len rows: that is the longest span it can score
         settings = SpanSettings(model_max_span_len if max_span_len is None else max_span_len, DEFAULT_MAX_SEQ_LEN if max_seq_len is None else max_seq_len)
@@ -178,7 +177,7 @@ class Tagger:
         if not re.fullmatch(DEVICE_PATTERN, device):
             raise ValueError(f"device {device!r}: must match {DEVICE_PATTERN}")
         model_dir = Path(model_dir)
-        kind = model_kind(model_dir)
+        kind = model_architecture(model_dir)
         torch_device = select_device(device)
         log.info("device: %s", describe_device(torch_device, precision))
         with quiet_library_output(quiet):

@@ -39,19 +39,18 @@ import torch
 from glode.batching import LengthBucketBatchSampler, SpanCollator, move_batch, windowed_sentence
 from glode.data import load_sentences
 from glode.device import autocast, describe_device, seed_everything, select_device
-from glode.io import GlodeInputError, atomic_dir, atomic_path, read_json, setup_logging, write_json, write_parquet
+from glode.io import TRAINING_SUMMARY_FILE, GlodeInputError, atomic_dir, atomic_path, read_json, setup_logging, write_json, write_parquet
 from glode.model import adamw_parameter_groups, freeze_encoder, load_tokenizer
 from glode.model_card import training_data, write_model_card
 from glode.options import OptionError, add_options, options_from_args
 from glode.spans import encode_words, sentence_tokenisation
 from glode.textsplit import splitter_record
-from glode.train_source import _STREAM_SOURCE_ORDER, _STREAM_SUBSAMPLE, SourceTrainingOptions, subsample
+from glode.train_source import STREAM_SOURCE_ORDER, STREAM_SUBSAMPLE, SourceTrainingOptions, subsample
 from glode.training import UpdateGroup, UpdateLog, accumulation_group_size, build_scheduler, optimizer_update, resolve_classes, sampler_seed, update_record
 
 log = logging.getLogger(__name__)
 
 IGNORE_INDEX = -100  # the label of subwords the loss skips (torch's cross-entropy default)
-SUMMARY_FILE = "glode_training.json"
 
 
 # -- tags ------------------------------------------------------------------------------------
@@ -160,7 +159,7 @@ def train_tokencls(source_sentences: Path, backbone: str, out: Path, train_log: 
     device = select_device(opts.device)
     log.info("device: %s", describe_device(device, opts.precision))
 
-    sentences = subsample(load_sentences(source_sentences), opts.max_source_sentences, opts.seed, _STREAM_SUBSAMPLE)
+    sentences = subsample(load_sentences(source_sentences), opts.max_source_sentences, opts.seed, STREAM_SUBSAMPLE)
     if "tags" not in sentences.columns:
         raise GlodeInputError(source_sentences, "source sentences must be labeled (no `tags` column)")
     types = resolve_classes(source_sentences, entity_types)[1:]
@@ -173,7 +172,7 @@ def train_tokencls(source_sentences: Path, backbone: str, out: Path, train_log: 
     optimizer = torch.optim.AdamW(groups, lr=opts.lr, betas=(opts.adam_beta1, opts.adam_beta2), eps=opts.adam_eps)
     log.info("source: %d sentences; labels %s; parameters: %d trainable of %d", len(items), labels, sum(p.numel() for p in params), sum(p.numel() for p in model.parameters()))
 
-    loader, sampler = make_word_loader(items, opts.batch_size, tokenizer.pad_token_id, shuffle=True, seed=sampler_seed(opts.seed, _STREAM_SOURCE_ORDER))
+    loader, sampler = make_word_loader(items, opts.batch_size, tokenizer.pad_token_id, shuffle=True, seed=sampler_seed(opts.seed, STREAM_SOURCE_ORDER))
     batches_per_epoch = len(sampler)
     total_updates = math.ceil(batches_per_epoch / opts.grad_accumulation) * opts.epochs
     scheduler = build_scheduler(optimizer, opts.warmup_steps, total_updates)
@@ -218,7 +217,7 @@ def train_tokencls(source_sentences: Path, backbone: str, out: Path, train_log: 
         with atomic_dir(out) as tmp:
             model.save_pretrained(str(tmp))
             tokenizer.save_pretrained(str(tmp))
-            write_json(summary, Path(tmp) / SUMMARY_FILE)
+            write_json(summary, Path(tmp) / TRAINING_SUMMARY_FILE)
             write_model_card(tmp, summary, data=training_data(summary), final_dir=out)
     log.info("saved token classifier to %s (%d updates, %.0f s)", out, step, summary["seconds"])
     return summary
@@ -231,12 +230,12 @@ def load_token_classifier(model_dir: Path, device: torch.device):
     """(model in eval mode on `device`, tokenizer, label list, max_seq_len) of a train-tokencls directory."""
     from transformers import AutoModelForTokenClassification
 
-    summary_path = Path(model_dir) / SUMMARY_FILE
+    summary_path = Path(model_dir) / TRAINING_SUMMARY_FILE
     if not summary_path.is_file():
-        raise GlodeInputError(model_dir, f"not a train-tokencls model directory (no {SUMMARY_FILE})")
+        raise GlodeInputError(model_dir, f"not a train-tokencls model directory (no {TRAINING_SUMMARY_FILE})")
     summary = read_json(summary_path)
     if summary.get("system") != "source-tokencls":
-        raise GlodeInputError(model_dir, f"{SUMMARY_FILE} is not a token classifier's (system {summary.get('system')!r})")
+        raise GlodeInputError(model_dir, f"{TRAINING_SUMMARY_FILE} is not a token classifier's (system {summary.get('system')!r})")
     model = AutoModelForTokenClassification.from_pretrained(str(model_dir), local_files_only=True).to(device).eval()
     return model, load_tokenizer(model_dir), list(summary["labels"]), int(summary["max_seq_len"])
 

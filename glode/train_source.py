@@ -68,8 +68,9 @@ from glode.training import (
 
 log = logging.getLogger(__name__)
 
-# The run's random streams (glode.training.sampler_seed, stream_generator).
-_STREAM_SOURCE_ORDER, _STREAM_TARGET_ORDER, _STREAM_MASKS, _STREAM_SUBSAMPLE = 0, 1, 2, 3
+# The run's random streams (glode.training.sampler_seed, stream_generator); glode.tokencls uses
+# the same ones, so the token classifier sees source-plain's English sample in the same order.
+STREAM_SOURCE_ORDER, STREAM_TARGET_ORDER, STREAM_MASKS, STREAM_SUBSAMPLE = 0, 1, 2, 3
 _LOSS_KEYS = ("loss_src", "loss_mlm", "loss_total")
 
 
@@ -104,16 +105,16 @@ def cycle(loader, sampler) -> Iterator[dict]:
 
 def source_batches(source_items: list[dict], target_items: list[dict], pad_id: int, opts: SourceTrainingOptions):
     """(source loader, its sampler, an endless iterator of target MLM batches or None)."""
-    src_loader, src_sampler = make_loader(source_items, opts.batch_size, pad_id, shuffle=True, seed=sampler_seed(opts.seed, _STREAM_SOURCE_ORDER), num_workers=opts.num_workers)
+    src_loader, src_sampler = make_loader(source_items, opts.batch_size, pad_id, shuffle=True, seed=sampler_seed(opts.seed, STREAM_SOURCE_ORDER), num_workers=opts.num_workers)
     if not opts.use_mlm:
         return src_loader, src_sampler, None
-    tgt_loader, tgt_sampler = make_loader(target_items, opts.batch_size, pad_id, shuffle=True, seed=sampler_seed(opts.seed, _STREAM_TARGET_ORDER), num_workers=opts.num_workers)
+    tgt_loader, tgt_sampler = make_loader(target_items, opts.batch_size, pad_id, shuffle=True, seed=sampler_seed(opts.seed, STREAM_TARGET_ORDER), num_workers=opts.num_workers)
     return src_loader, src_sampler, cycle(tgt_loader, tgt_sampler)
 
 
 def load_source_inputs(source_sentences: Path, source_spans: Path, target_sentences: Path | None, backbone: str, entity_types: list[str] | None, opts: SourceTrainingOptions):
     """(classes, span settings, tokenizer, source items, their spans, target items), validated."""
-    src = subsample(load_sentences(source_sentences), opts.max_source_sentences, opts.seed, _STREAM_SUBSAMPLE)
+    src = subsample(load_sentences(source_sentences), opts.max_source_sentences, opts.seed, STREAM_SUBSAMPLE)
     if "tags" not in src.columns:
         raise GlodeInputError(source_sentences, "source sentences must be labeled (no `tags` column)")
     classes = resolve_classes(source_sentences, entity_types)
@@ -130,7 +131,7 @@ def load_source_inputs(source_sentences: Path, source_spans: Path, target_senten
     if opts.use_mlm:
         if target_sentences is None:
             raise ValueError("--target-sentences is required unless --use-mlm false")
-        tgt = subsample(load_sentences(target_sentences), opts.max_target_sentences, opts.seed, _STREAM_SUBSAMPLE + 1)
+        tgt = subsample(load_sentences(target_sentences), opts.max_target_sentences, opts.seed, STREAM_SUBSAMPLE + 1)
         target_items = build_items(tgt, tokenizer, span_settings.max_seq_len)
     log.info("source: %d sentences, %d spans; target (MLM): %d sentences; classes %s", len(source_items), len(spans), len(target_items), classes)
     return classes, span_settings, tokenizer, source_items, spans, target_items
@@ -186,7 +187,7 @@ def train_source(
     log.info("parameters: %d trainable of %d", sum(p.numel() for p in params), sum(p.numel() for p in model.parameters()))
 
     src_loader, src_sampler, target_batches = source_batches(source_items, target_items, tokenizer.pad_token_id, opts)
-    mask_generator = stream_generator(opts.seed, _STREAM_MASKS)
+    mask_generator = stream_generator(opts.seed, STREAM_MASKS)
     vocabulary = corpus_vocabulary(mlm_vocab if opts.use_mlm else None, model, device)
     frozen_depth = frozen_states_for(opts, model, (source_items, frozen_states))
     specials = special_token_ids(tokenizer)

@@ -37,7 +37,7 @@ import torch
 from glode.batching import move_batch
 from glode.data import class_names
 from glode.device import DEVICE_PATTERN, PRECISIONS, autocast, make_generator
-from glode.io import GlodeInputError, read_parquet_metadata, write_json
+from glode.io import TRAINING_SUMMARY_FILE, GlodeInputError, read_parquet_metadata, write_json
 from glode.model import SpanModel
 from glode.objectives import MLM_NORMALISATIONS, mask_tokens, masked_lm_loss
 from glode.options import OptionError, check_ranges, option
@@ -166,7 +166,7 @@ def save_model_dir(out: Path, model: SpanModel, tokenizer, summary: dict, final_
 
     model.save_pretrained(str(out))
     tokenizer.save_pretrained(str(out))
-    write_json(summary, Path(out) / "glode_training.json")
+    write_json(summary, Path(out) / TRAINING_SUMMARY_FILE)
     write_model_card(out, summary, data=training_data(summary), unreachable=spans_stats_of(summary), final_dir=final_dir or out)
 
 
