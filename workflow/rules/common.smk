@@ -332,14 +332,13 @@ def model_files():
     return sorted(files)
 
 
-def raw_text_targets_regex():
-    """Target languages whose train split is raw text (rule prepare_raw_target)."""
-    langs = {lang for d, lang in target_pairs() if is_raw_text(config, d, lang)}
-    return "|".join(sorted(langs)) or "(?!)"
-
-
-def tagged_targets_regex():
-    langs = {lang for d, lang in target_pairs() if not is_raw_text(config, d, lang)}
+def target_langs_regex(raw_text):
+    """Target languages whose train split is raw text (rule prepare_raw_target) or, with
+    raw_text False, a tagged file (rule prepare_unlabeled_target); "(?!)" matches nothing.
+    """
+    langs = {
+        lang for d, lang in target_pairs() if is_raw_text(config, d, lang) == raw_text
+    }
     return "|".join(sorted(langs)) or "(?!)"
 
 

@@ -12,7 +12,7 @@ rule prepare_raw_target:
     log:
         "results/logs/prepare/{dataset}/{lang}/train.log",
     wildcard_constraints:
-        lang=raw_text_targets_regex(),
+        lang=target_langs_regex(raw_text=True),
     conda:
         "../../environment.yml"
     params:
@@ -36,7 +36,7 @@ rule prepare_unlabeled_target:
     log:
         "results/logs/prepare/{dataset}/{lang}/train.log",
     wildcard_constraints:
-        lang=tagged_targets_regex(),
+        lang=target_langs_regex(raw_text=False),
     conda:
         "../../environment.yml"
     params:
