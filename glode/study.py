@@ -25,7 +25,8 @@ and local agreed), the global and local thresholds per class (Eq. 7; inf = a cla
 labelled with), entity spans per class, and each class's pseudo-label F1 against the hidden gold;
 with `--gold` (the split's gold sentences), also every span whose label the run changed (first
 epoch's labels against the last's), by old and new class, and how many of the old and of the new
-labels are the span's gold class (a gold entity's type, else O).
+labels are the span's gold class (a gold entity's type, else O), and per epoch what the soft
+targets pass on (soft_target_rows: class mass, p_O on gold-O spans, p(gold class) on entities).
 
 scores.csv: `dataset,lang,system,seed,f1,precision,recall`, seqeval micro scores x100 on the full
 test file. label_quality.csv: `dataset,lang,variant,seed,epoch,f1,changed`, pseudo-label F1 x100
@@ -41,6 +42,7 @@ import statistics
 from pathlib import Path
 from typing import Iterable, Sequence
 
+import numpy as np
 import pandas as pd
 
 from glode.figures import INITIAL_EPOCH, QualityRecord, parse_quality_path, plot_figure3, quality_curves, save_png
@@ -373,6 +375,50 @@ def change_rows(first_labels: Path, last_labels: Path, gold: Path) -> list[str]:
     return rows
 
 
+def mean_cell(values) -> str:
+    return f"{float(np.mean(values)):.3f}" if len(values) else "-"
+
+
+SOFT_O_THRESHOLD = 0.9  # a gold-O span below this p_O passes visible entity mass to the model
+
+
+def soft_target_rows(labels_paths: Sequence[Path], gold: Path) -> list[str]:
+    """What the soft targets pass on, per epoch: Eq. 4 trains on each span's class distribution,
+    not on its argmax, so a denoiser can move much probability mass while changing few argmaxes.
+
+    Per label file: the total probability mass of each class over all spans; on spans that are
+    no gold entity, the mean p_O and the share with p_O below SOFT_O_THRESHOLD; on gold entity
+    spans, the mean probability of their gold class. Markdown rows, one per file."""
+    from glode.io import read_parquet_metadata
+
+    entities = gold_span_classes(pd.read_parquet(gold, columns=["sent_id", "tags"]))
+    header = ["| epoch | probability mass per class | gold-O spans: mean p_O | gold-O spans: p_O < "
+              f"{SOFT_O_THRESHOLD} | gold entity spans: mean p(gold class) |", "|---|---|---:|---:|---:|"]
+    rows, first_keys = header, None
+    for labels_path in labels_paths:
+        meta = read_parquet_metadata(labels_path)
+        classes = meta["classes"]
+        labels = pd.read_parquet(labels_path, columns=["sent_id", "start", "end", *(f"p_{c}" for c in classes)])
+        keys = labels[["sent_id", "start", "end"]]
+        if first_keys is None:
+            first_keys = keys
+        elif not first_keys.equals(keys):
+            raise GlodeInputError(labels_path, f"its spans differ from those of {labels_paths[0]}: not the same run")
+        column = {c: i for i, c in enumerate(classes)}
+        span_gold = [entities.get((int(s), int(b), int(e)), "O") for s, b, e in keys.itertuples(index=False)]
+        unknown = sorted({c for c in span_gold if c not in column})
+        if unknown:
+            raise GlodeInputError(gold, f"has entity types {unknown} that {labels_path} has no class for")
+        probs = labels[[f"p_{c}" for c in classes]].to_numpy(dtype=float)
+        p_gold = probs[np.arange(len(probs)), [column[c] for c in span_gold]]
+        gold_o = np.array(span_gold) == "O"
+        p_o = probs[gold_o, column["O"]]
+        mass = dict(zip(classes, probs.sum(axis=0)))
+        below = f"{100 * (p_o < SOFT_O_THRESHOLD).mean():.1f}%" if len(p_o) else "-"
+        rows.append(f"| {meta.get('epoch', '-')} | {class_cells(mass, classes, '{:,.0f}')} | {mean_cell(p_o)} | {below} | {mean_cell(p_gold[~gold_o])} |")
+    return rows
+
+
 def diagnose(args: argparse.Namespace) -> None:
     if len(args.labels) != len(args.quality):
         raise ValueError(f"{len(args.labels)} --labels files but {len(args.quality)} --quality files")
@@ -380,6 +426,8 @@ def diagnose(args: argparse.Namespace) -> None:
     if args.gold is not None:
         print(f"\nspans whose label changed from {args.labels[0]} to {args.labels[-1]}, checked against {args.gold}:\n")
         print("\n".join(change_rows(args.labels[0], args.labels[-1], args.gold)))
+        print(f"\nsoft targets (what Eq. 4 trains on) of each label file, against {args.gold}:\n")
+        print("\n".join(soft_target_rows(args.labels, args.gold)))
 
 
 def build_parser() -> argparse.ArgumentParser:

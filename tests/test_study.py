@@ -227,3 +227,21 @@ def test_collect_takes_scores_alone(tmp_path):
     initial = write_json(tmp_path / "results/analysis/label_quality/conll/de/source-mlm/seed1/initial.json", {"seqeval": {"f1": 0.5}})
     with pytest.raises(GlodeInputError, match="no --initial VARIANT=source-mlm"):
         study.main(["collect", "--metrics", path, "--quality", initial, "--scores-out", str(tmp_path / "s.csv"), "--quality-out", str(tmp_path / "q.csv")])
+
+
+def test_diagnose_shows_what_the_soft_targets_pass_on(tmp_path):
+    """Hand example: gold `Ana saw Rome` = PER (0), LOC (2). Spans (0,0), (1,1), (2,2), (0,1).
+    Epoch 2: p_O of the gold-O spans (1,1) 0.95 and (0,1) 0.6, so their mean is 0.775 and one of
+    two (50.0%) is below 0.9; p(gold class) of the entities: PER 0.7 on (0,0), LOC 0.5 on (2,2),
+    mean 0.6; class mass O 0.2+0.95+0.3+0.6 = 2.05, PER 0.7+0.05+0.2+0.4 = 1.35, LOC 0.1+0+0.5+0 = 0.6."""
+    from glode.io import write_parquet
+
+    spans = pd.DataFrame({"sent_id": [3] * 4, "start": [0, 1, 2, 0], "end": [0, 1, 2, 1]})
+    probs = {"p_O": [0.2, 0.95, 0.3, 0.6], "p_PER": [0.7, 0.05, 0.2, 0.4], "p_LOC": [0.1, 0.0, 0.5, 0.0]}
+    write_parquet(spans.assign(**probs), tmp_path / "e2.parquet", {"classes": ["O", "PER", "LOC"], "epoch": 2})
+    write_parquet(pd.DataFrame({"sent_id": [3], "tags": [["B-PER", "O", "B-LOC"]]}), tmp_path / "gold.parquet")
+    rows = study.soft_target_rows([tmp_path / "e2.parquet"], tmp_path / "gold.parquet")
+    assert rows[-1] == "| 2 | O 2 PER 1 LOC 1 | 0.775 | 50.0% | 0.600 |"
+    write_parquet(spans.iloc[:3].assign(**{k: v[:3] for k, v in probs.items()}), tmp_path / "other.parquet", {"classes": ["O", "PER", "LOC"], "epoch": 3})
+    with pytest.raises(GlodeInputError, match="not the same run"):
+        study.soft_target_rows([tmp_path / "e2.parquet", tmp_path / "other.parquet"], tmp_path / "gold.parquet")
