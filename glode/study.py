@@ -59,7 +59,10 @@ QUALITY_KEY = ["dataset", "lang", "variant", "seed", "epoch"]
 # other study variants are drawn too, under their own names.
 VARIANT_LABELS = {"wo_denoising": "w/o denoising", "glode": "GLoDe (global&local)"}
 SEED_LINESTYLES = ["-", "--", ":", "-."]
+FIGURE_COLUMNS = 3  # panels per row of the per-seed figure (six targets: two rows)
 SYSTEM_ORDER = ["source-tokencls", "source-plain", "source-mlm", "target-wo_denoising", "target-glode"]
+# The orderings the study checks on each target's mean F1 (issue 20's expected outcome).
+ORDERINGS = (("target-glode", "target-wo_denoising", "source-plain"), ("target-glode", "source-tokencls"))
 
 
 def percent(obj: dict, key: str, path: Path) -> float:
@@ -162,6 +165,33 @@ def summary_markdown(scores: pd.DataFrame) -> str:
     return "\n".join(lines) + "\n"
 
 
+def ordering_markdown(scores: pd.DataFrame, orderings=ORDERINGS) -> str:
+    """Per target, whether each ordering holds on the mean F1 over seeds (each system strictly
+    above the next), and on how many targets it holds; orderings with a system never scored are
+    left out."""
+    present = set(scores["system"])
+    orderings = [chain for chain in orderings if set(chain) <= present]
+    if not orderings:
+        return ""
+    means = scores.groupby(["dataset", "lang", "system"])["f1"].mean()
+    targets = sorted({(d, l) for d, l in zip(scores["dataset"], scores["lang"])})
+    lines = ["| target | " + " | ".join(" > ".join(chain) for chain in orderings) + " |", "|---|" + "---|" * len(orderings)]
+    held = [0] * len(orderings)
+    for d, l in targets:
+        cells = []
+        for i, chain in enumerate(orderings):
+            values = [means.get((d, l, system)) for system in chain]
+            if any(v is None for v in values):
+                cells.append("-")
+                continue
+            holds = all(a > b for a, b in zip(values, values[1:]))
+            held[i] += holds
+            cells.append(("yes" if holds else "no") + " (" + " / ".join(f"{v:.2f}" for v in values) + ")")
+        lines.append(f"| {d}/{l} | " + " | ".join(cells) + " |")
+    lines.append(f"| holds on | " + " | ".join(f"{n} of {len(targets)}" for n in held) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def quality_records(quality: pd.DataFrame) -> list[QualityRecord]:
     """CSV rows as Figure 3's records: epoch 0 is each variant's own initial point."""
     records = []
@@ -202,8 +232,12 @@ def per_seed_gain_figure(quality: pd.DataFrame, out: Path) -> None:
 
     gains = seed_gains(quality)
     targets = sorted({(d, lang) for d, lang in zip(gains["dataset"], gains["lang"])})
-    fig = Figure(figsize=(4.6 * max(len(targets), 1), 3.8), layout="constrained")
-    axes = fig.subplots(1, max(len(targets), 1), squeeze=False).ravel()
+    columns = min(max(len(targets), 1), FIGURE_COLUMNS)
+    rows = -(-max(len(targets), 1) // columns)
+    fig = Figure(figsize=(4.6 * columns, 3.8 * rows), layout="constrained")
+    axes = fig.subplots(rows, columns, squeeze=False).ravel()
+    for ax in axes[len(targets):]:
+        ax.set_visible(False)
     for ax, (dataset, lang) in zip(axes, targets):
         part = gains[(gains["dataset"] == dataset) & (gains["lang"] == lang)]
         seeds = sorted(set(part["seed"]))
@@ -290,6 +324,9 @@ def report(args: argparse.Namespace) -> None:
         study_figure(merged["label_quality.csv"], into / "figure3.png")
         per_seed_gain_figure(merged["label_quality.csv"], into / "figure3_per_seed.png")
     text = summary_markdown(merged["scores.csv"])
+    orderings = ordering_markdown(merged["scores.csv"])
+    if orderings:
+        text += "\nOrderings on the mean F1 over seeds (mean F1 in brackets, in the order named):\n\n" + orderings
     if significance is not None:
         text += "\nPaired bootstrap over test sentences (glode.significance; 1,000 resamples per run, seeds combined on the same resamples):\n\n" + significance_markdown(significance)
     with atomic_path(into / "summary.md") as tmp:

@@ -119,16 +119,29 @@ def test_diagnose_checks_the_changed_labels_against_the_gold(tmp_path, capsys):
     from glode.io import write_parquet
 
     spans = pd.DataFrame({"sent_id": [7] * 5, "start": [0, 0, 1, 2, 3], "end": [0, 1, 1, 2, 3]})
-    write_parquet(spans.assign(label=["PER", "O", "O", "O", "O"]), tmp_path / "e0.parquet", {"classes": ["O", "PER", "LOC", "ORG"], "epoch": 0})
-    write_parquet(spans.assign(label=["O", "PER", "O", "ORG", "LOC"]), tmp_path / "e4.parquet", {"classes": ["O", "PER", "LOC", "ORG"], "epoch": 4})
+    classes = ["O", "PER", "LOC", "ORG"]
+
+    def one_hot(labels):  # hard labels, as a label file holds them: the argmax and p_<class>
+        return spans.assign(label=labels, **{f"p_{c}": [float(label == c) for label in labels] for c in classes})
+
+    write_parquet(one_hot(["PER", "O", "O", "O", "O"]), tmp_path / "e0.parquet", {"classes": classes, "epoch": 0})
+    write_parquet(one_hot(["O", "PER", "O", "ORG", "LOC"]), tmp_path / "e4.parquet", {"classes": classes, "epoch": 4})
     write_parquet(pd.DataFrame({"sent_id": [7], "tags": [["B-PER", "I-PER", "O", "B-LOC"]]}), tmp_path / "gold.parquet")
     quality = [write_json(tmp_path / f"q{e}.json", {"per_type": {}}) for e in (0, 4)]
     argv = ["diagnose", "--labels", str(tmp_path / "e0.parquet"), str(tmp_path / "e4.parquet"), "--quality", *quality, "--gold", str(tmp_path / "gold.parquet")]
     assert study.main(argv) == 0
-    rows = [line for line in capsys.readouterr().out.split("checked against")[1].splitlines() if line.startswith("|")]
+    changes, soft = capsys.readouterr().out.split("checked against")[1].split("soft targets")
+    rows = [line for line in changes.splitlines() if line.startswith("|")]
     assert rows[0] == "| change | spans | old label right | new label right |"
     assert set(rows[2:-1]) == {"| O -> PER | 1 | 0 | 1 |", "| O -> LOC | 1 | 0 | 1 |", "| O -> ORG | 1 | 1 | 0 |", "| PER -> O | 1 | 0 | 1 |"}
     assert rows[-1] == "| all | 4 | 1 | 3 |"
+    # one-hot labels: the gold-O spans (0,0), (1,1), (2,2) get p_O 0, 1, 1 at epoch 0 and 1, 1, 0
+    # at epoch 4 (mean 0.667, one of three below 0.9 both times); the entities (0,1) PER and
+    # (3,3) LOC get p(gold class) 0, 0 at epoch 0 and 1, 1 at epoch 4
+    assert [line for line in soft.splitlines() if line.startswith(("| 0", "| 4"))] == [
+        "| 0 | O 4 PER 1 LOC 0 ORG 0 | 0.667 | 33.3% | 0.000 |",
+        "| 4 | O 2 PER 1 LOC 1 ORG 1 | 0.667 | 33.3% | 1.000 |",
+    ]
 
 
 def test_diagnose_refuses_labels_of_different_runs(tmp_path):
@@ -245,3 +258,17 @@ def test_diagnose_shows_what_the_soft_targets_pass_on(tmp_path):
     write_parquet(spans.iloc[:3].assign(**{k: v[:3] for k, v in probs.items()}), tmp_path / "other.parquet", {"classes": ["O", "PER", "LOC"], "epoch": 3})
     with pytest.raises(GlodeInputError, match="not the same run"):
         study.soft_target_rows([tmp_path / "e2.parquet", tmp_path / "other.parquet"], tmp_path / "gold.parquet")
+
+
+def test_orderings_on_the_mean_per_target_and_their_count():
+    """de: glode 70 > wo 65 > plain 60 holds, glode 70 > tokencls 72 does not; hi: seeds 1-2 mean
+    glode (50+54)/2 = 52 > wo 51 but wo 51 < plain 53, and glode 52 > tokencls 40."""
+    rows = [("de", "target-glode", 1, 70), ("de", "target-wo_denoising", 1, 65), ("de", "source-plain", 1, 60), ("de", "source-tokencls", 1, 72),
+            ("hi", "target-glode", 1, 50), ("hi", "target-glode", 2, 54), ("hi", "target-wo_denoising", 1, 51), ("hi", "source-plain", 1, 53),
+            ("hi", "source-tokencls", 1, 40)]
+    scores = pd.DataFrame([("conll", lang, system, seed, f1) for lang, system, seed, f1 in rows], columns=["dataset", "lang", "system", "seed", "f1"])
+    lines = study.ordering_markdown(scores).splitlines()
+    assert lines[2] == "| conll/de | yes (70.00 / 65.00 / 60.00) | no (70.00 / 72.00) |"
+    assert lines[3] == "| conll/hi | no (52.00 / 51.00 / 53.00) | yes (52.00 / 40.00) |"
+    assert lines[4] == "| holds on | 1 of 2 | 1 of 2 |"
+    assert study.ordering_markdown(scores[scores["system"] != "source-tokencls"]).splitlines()[0] == "| target | target-glode > target-wo_denoising > source-plain |"
