@@ -188,7 +188,7 @@ def ordering_markdown(scores: pd.DataFrame, orderings=ORDERINGS) -> str:
             held[i] += holds
             cells.append(("yes" if holds else "no") + " (" + " / ".join(f"{v:.2f}" for v in values) + ")")
         lines.append(f"| {d}/{l} | " + " | ".join(cells) + " |")
-    lines.append(f"| holds on | " + " | ".join(f"{n} of {len(targets)}" for n in held) + " |")
+    lines.append("| holds on | " + " | ".join(f"{n} of {len(targets)}" for n in held) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -431,7 +431,7 @@ def soft_target_rows(labels_paths: Sequence[Path], gold: Path) -> list[str]:
     entities = gold_span_classes(pd.read_parquet(gold, columns=["sent_id", "tags"]))
     header = ["| epoch | probability mass per class | gold-O spans: mean p_O | gold-O spans: p_O < "
               f"{SOFT_O_THRESHOLD} | gold entity spans: mean p(gold class) |", "|---|---|---:|---:|---:|"]
-    rows, first_keys = header, None
+    rows, first_keys = list(header), None
     for labels_path in labels_paths:
         meta = read_parquet_metadata(labels_path)
         classes = meta["classes"]
