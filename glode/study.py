@@ -437,18 +437,19 @@ def soft_target_rows(labels_paths: Sequence[Path], gold: Path) -> list[str]:
         classes = meta["classes"]
         labels = pd.read_parquet(labels_path, columns=["sent_id", "start", "end", *(f"p_{c}" for c in classes)])
         keys = labels[["sent_id", "start", "end"]]
-        if first_keys is None:
+        if first_keys is None:  # the spans (and so their gold classes) are the same in every file
             first_keys = keys
-        elif not first_keys.equals(keys):
+            column = {c: i for i, c in enumerate(classes)}
+            span_gold = [entities.get((int(s), int(b), int(e)), "O") for s, b, e in keys.itertuples(index=False)]
+            unknown = sorted({c for c in span_gold if c not in column})
+            if unknown:
+                raise GlodeInputError(gold, f"has entity types {unknown} that {labels_path} has no class for")
+            gold_column = np.array([column[c] for c in span_gold], dtype=np.int64)
+            gold_o = gold_column == column["O"]
+        elif not first_keys.equals(keys) or list(column) != classes:
             raise GlodeInputError(labels_path, f"its spans differ from those of {labels_paths[0]}: not the same run")
-        column = {c: i for i, c in enumerate(classes)}
-        span_gold = [entities.get((int(s), int(b), int(e)), "O") for s, b, e in keys.itertuples(index=False)]
-        unknown = sorted({c for c in span_gold if c not in column})
-        if unknown:
-            raise GlodeInputError(gold, f"has entity types {unknown} that {labels_path} has no class for")
         probs = labels[[f"p_{c}" for c in classes]].to_numpy(dtype=float)
-        p_gold = probs[np.arange(len(probs)), [column[c] for c in span_gold]]
-        gold_o = np.array(span_gold) == "O"
+        p_gold = probs[np.arange(len(probs)), gold_column]
         p_o = probs[gold_o, column["O"]]
         mass = dict(zip(classes, probs.sum(axis=0)))
         below = f"{100 * (p_o < SOFT_O_THRESHOLD).mean():.1f}%" if len(p_o) else "-"
