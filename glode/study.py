@@ -392,7 +392,11 @@ def gold_span_classes(gold_sentences: pd.DataFrame) -> dict[tuple[int, int, int]
     return {(int(s), b, e): t for s, tags in zip(gold_sentences["sent_id"], gold_sentences["tags"]) for t, b, e in get_entities(list(tags))}
 
 
-def change_rows(first_labels: Path, last_labels: Path, gold: Path) -> list[str]:
+def read_gold_span_classes(gold: Path) -> dict[tuple[int, int, int], str]:
+    return gold_span_classes(pd.read_parquet(gold, columns=["sent_id", "tags"]))
+
+
+def change_rows(first_labels: Path, last_labels: Path, gold_entities: dict[tuple[int, int, int], str]) -> list[str]:
     """The spans whose argmax differs between two label files of one run, by (old -> new class),
     with how many old and new labels equal the span's gold class; Markdown rows, most first."""
     key = ["sent_id", "start", "end"]
@@ -401,8 +405,7 @@ def change_rows(first_labels: Path, last_labels: Path, gold: Path) -> list[str]:
     if not first[key].equals(last[key]):
         raise GlodeInputError(last_labels, f"its spans differ from those of {first_labels}: not the same run")
     changed = first.loc[first["label"].to_numpy() != last["label"].to_numpy(), key].assign(old=first["label"], new=last["label"])
-    entities = gold_span_classes(pd.read_parquet(gold, columns=["sent_id", "tags"]))
-    changed["gold"] = [entities.get((int(s), int(b), int(e)), "O") for s, b, e in zip(changed["sent_id"], changed["start"], changed["end"])]
+    changed["gold"] = [gold_entities.get((int(s), int(b), int(e)), "O") for s, b, e in zip(changed["sent_id"], changed["start"], changed["end"])]
     rows = ["| change | spans | old label right | new label right |", "|---|---:|---:|---:|"]
     tally = changed.assign(old_right=changed["old"] == changed["gold"], new_right=changed["new"] == changed["gold"])
     groups = tally.groupby(["old", "new"]).agg(spans=("gold", "size"), old_right=("old_right", "sum"), new_right=("new_right", "sum"))
@@ -419,16 +422,16 @@ def mean_cell(values) -> str:
 SOFT_O_THRESHOLD = 0.9  # a gold-O span below this p_O passes visible entity mass to the model
 
 
-def soft_target_rows(labels_paths: Sequence[Path], gold: Path) -> list[str]:
+def soft_target_rows(labels_paths: Sequence[Path], gold_entities: dict[tuple[int, int, int], str], gold: Path) -> list[str]:
     """What the soft targets pass on, per epoch: Eq. 4 trains on each span's class distribution,
     not on its argmax, so a denoiser can move much probability mass while changing few argmaxes.
 
     Per label file: the total probability mass of each class over all spans; on spans that are
     no gold entity, the mean p_O and the share with p_O below SOFT_O_THRESHOLD; on gold entity
-    spans, the mean probability of their gold class. Markdown rows, one per file."""
+    spans, the mean probability of their gold class. Markdown rows, one per file. `gold` (the
+    file gold_entities came from) only names the file in errors."""
     from glode.io import read_parquet_metadata
 
-    entities = gold_span_classes(pd.read_parquet(gold, columns=["sent_id", "tags"]))
     header = ["| epoch | probability mass per class | gold-O spans: mean p_O | gold-O spans: p_O < "
               f"{SOFT_O_THRESHOLD} | gold entity spans: mean p(gold class) |", "|---|---|---:|---:|---:|"]
     rows, first_keys = list(header), None
@@ -440,7 +443,7 @@ def soft_target_rows(labels_paths: Sequence[Path], gold: Path) -> list[str]:
         if first_keys is None:  # the spans (and so their gold classes) are the same in every file
             first_keys = keys
             column = {c: i for i, c in enumerate(classes)}
-            span_gold = [entities.get((int(s), int(b), int(e)), "O") for s, b, e in keys.itertuples(index=False)]
+            span_gold = [gold_entities.get((int(s), int(b), int(e)), "O") for s, b, e in keys.itertuples(index=False)]
             unknown = sorted({c for c in span_gold if c not in column})
             if unknown:
                 raise GlodeInputError(gold, f"has entity types {unknown} that {labels_path} has no class for")
@@ -462,10 +465,11 @@ def diagnose(args: argparse.Namespace) -> None:
         raise ValueError(f"{len(args.labels)} --labels files but {len(args.quality)} --quality files")
     print("\n".join(diagnosis_rows(args.labels, args.quality)))
     if args.gold is not None:
+        gold_entities = read_gold_span_classes(args.gold)
         print(f"\nspans whose label changed from {args.labels[0]} to {args.labels[-1]}, checked against {args.gold}:\n")
-        print("\n".join(change_rows(args.labels[0], args.labels[-1], args.gold)))
+        print("\n".join(change_rows(args.labels[0], args.labels[-1], gold_entities)))
         print(f"\nsoft targets (what Eq. 4 trains on) of each label file, against {args.gold}:\n")
-        print("\n".join(soft_target_rows(args.labels, args.gold)))
+        print("\n".join(soft_target_rows(args.labels, gold_entities, args.gold)))
 
 
 def build_parser() -> argparse.ArgumentParser:

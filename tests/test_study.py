@@ -151,7 +151,7 @@ def test_diagnose_refuses_labels_of_different_runs(tmp_path):
     write_parquet(pd.DataFrame({"sent_id": [2], "start": [0], "end": [0], "label": ["O"]}), tmp_path / "b.parquet")
     write_parquet(pd.DataFrame({"sent_id": [1], "tags": [["O"]]}), tmp_path / "gold.parquet")
     with pytest.raises(GlodeInputError, match="not the same run"):
-        study.change_rows(tmp_path / "a.parquet", tmp_path / "b.parquet", tmp_path / "gold.parquet")
+        study.change_rows(tmp_path / "a.parquet", tmp_path / "b.parquet", study.read_gold_span_classes(tmp_path / "gold.parquet"))
 
 
 def seed_with_predictions(root, seed):
@@ -253,11 +253,12 @@ def test_diagnose_shows_what_the_soft_targets_pass_on(tmp_path):
     probs = {"p_O": [0.2, 0.95, 0.3, 0.6], "p_PER": [0.7, 0.05, 0.2, 0.4], "p_LOC": [0.1, 0.0, 0.5, 0.0]}
     write_parquet(spans.assign(**probs), tmp_path / "e2.parquet", {"classes": ["O", "PER", "LOC"], "epoch": 2})
     write_parquet(pd.DataFrame({"sent_id": [3], "tags": [["B-PER", "O", "B-LOC"]]}), tmp_path / "gold.parquet")
-    rows = study.soft_target_rows([tmp_path / "e2.parquet"], tmp_path / "gold.parquet")
+    gold = tmp_path / "gold.parquet"
+    rows = study.soft_target_rows([tmp_path / "e2.parquet"], study.read_gold_span_classes(gold), gold)
     assert rows[-1] == "| 2 | O 2 PER 1 LOC 1 | 0.775 | 50.0% | 0.600 |"
     write_parquet(spans.iloc[:3].assign(**{k: v[:3] for k, v in probs.items()}), tmp_path / "other.parquet", {"classes": ["O", "PER", "LOC"], "epoch": 3})
     with pytest.raises(GlodeInputError, match="not the same run"):
-        study.soft_target_rows([tmp_path / "e2.parquet", tmp_path / "other.parquet"], tmp_path / "gold.parquet")
+        study.soft_target_rows([tmp_path / "e2.parquet", tmp_path / "other.parquet"], study.read_gold_span_classes(gold), gold)
 
 
 def test_orderings_on_the_mean_per_target_and_their_count():
