@@ -27,6 +27,9 @@ with `--gold` (the split's gold sentences), also every span whose label the run 
 epoch's labels against the last's), by old and new class, and how many of the old and of the new
 labels are the span's gold class (a gold entity's type, else O), and per epoch what the soft
 targets pass on (soft_target_rows: class mass, p_O on gold-O spans, p(gold class) on entities).
+With `--train-logs` (the run's epoch<N>/train_log.jsonl files), also the target loss of Eq. 4 over
+each epoch, in tenths: labels are refined batch by batch inside an epoch (from epoch 2 on), so a
+run whose labels and model pull each other away shows it there as a loss that climbs.
 
 scores.csv: `dataset,lang,system,seed,f1,precision,recall`, seqeval micro scores x100 on the full
 test file. label_quality.csv: `dataset,lang,variant,seed,epoch,f1,changed`, pseudo-label F1 x100
@@ -460,6 +463,37 @@ def soft_target_rows(labels_paths: Sequence[Path], gold_entities: dict[tuple[int
     return rows
 
 
+LOSS_TRAJECTORY_PARTS = 10
+
+
+def loss_trajectory_rows(train_logs: Sequence[Path], parts: int = LOSS_TRAJECTORY_PARTS) -> list[str]:
+    """The mean target loss (Eq. 4, `loss_tgt`) over each of `parts` consecutive, near-equal runs
+    of steps of every epoch's train_log.jsonl, and the last part's mean over the first's; Markdown
+    rows, one per epoch."""
+    import json
+
+    header = ["| epoch | steps | mean target loss, " + f"in {parts} parts of the epoch's steps | last / first |", "|---|---:|---|---:|"]
+    rows = list(header)
+    for path in train_logs:
+        losses, epoch = [], "-"
+        with open(path, encoding="utf-8") as lines:
+            for number, line in enumerate(lines, start=1):
+                if not line.strip():
+                    continue
+                try:
+                    record = json.loads(line)
+                    losses.append(float(record["loss_tgt"]))
+                except (ValueError, KeyError, TypeError) as error:
+                    raise GlodeInputError(path, f"not a training step with a loss_tgt ({error})", line=number) from None
+                epoch = record.get("epoch", epoch)
+        if len(losses) < parts:
+            raise GlodeInputError(path, f"{len(losses)} steps, fewer than the {parts} parts to split them in")
+        means = [float(np.mean(chunk)) for chunk in np.array_split(np.array(losses), parts)]
+        ratio = f"{means[-1] / means[0]:.1f}" if means[0] > 0 else "-"
+        rows.append(f"| {epoch} | {len(losses)} | {' '.join(f'{m:.3f}' for m in means)} | {ratio} |")
+    return rows
+
+
 def diagnose(args: argparse.Namespace) -> None:
     if len(args.labels) != len(args.quality):
         raise ValueError(f"{len(args.labels)} --labels files but {len(args.quality)} --quality files")
@@ -470,6 +504,9 @@ def diagnose(args: argparse.Namespace) -> None:
         print("\n".join(change_rows(args.labels[0], args.labels[-1], gold_entities)))
         print(f"\nsoft targets (what Eq. 4 trains on) of each label file, against {args.gold}:\n")
         print("\n".join(soft_target_rows(args.labels, gold_entities, args.gold)))
+    if args.train_logs:
+        print("\ntarget loss (Eq. 4) through each epoch, from the training logs:\n")
+        print("\n".join(loss_trajectory_rows(args.train_logs)))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -498,6 +535,7 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--labels", nargs="+", type=Path, required=True, help="the run's epoch<N>/labels.parquet files, in epoch order")
     d.add_argument("--quality", nargs="+", type=Path, required=True, help="their label-quality JSONs, in the same order")
     d.add_argument("--gold", type=Path, help="the split's gold sentences (Parquet with sent_id and tags): also check the changed labels against it")
+    d.add_argument("--train-logs", nargs="*", type=Path, default=[], help="the run's epoch<N>/train_log.jsonl files: also the target loss through each epoch")
     d.add_argument("--log", type=Path, help="also log to this file")
     return parser
 

@@ -110,6 +110,11 @@ def test_diagnose_reports_changes_thresholds_and_type_scores(tmp_path, capsys):
     row = capsys.readouterr().out.splitlines()[-1]
     # LOC: no span labelled with it, so its thresholds are infinite and no span can move to it
     assert row == "| 3 | 2 (O 2) | 4 / 1 / 7 (5) | O 0.500 PER 0.612 LOC inf | O 0.900 PER 0.200 LOC inf | PER 1 LOC 0 | PER 50.0 LOC 0.0 |"
+    # --train-logs: ten steps, one per part; losses 0.1 .. 1.0, so last / first = 10
+    log = tmp_path / "train_log.jsonl"
+    log.write_text("".join(json.dumps({"epoch": 3, "loss_tgt": (i + 1) / 10}) + "\n" for i in range(10)))
+    assert study.main(["diagnose", "--labels", str(tmp_path / "labels.parquet"), "--quality", quality, "--train-logs", str(log)]) == 0
+    assert capsys.readouterr().out.splitlines()[-1] == "| 3 | 10 | 0.100 0.200 0.300 0.400 0.500 0.600 0.700 0.800 0.900 1.000 | 10.0 |"
 
 
 def test_diagnose_checks_the_changed_labels_against_the_gold(tmp_path, capsys):
@@ -273,3 +278,24 @@ def test_orderings_on_the_mean_per_target_and_their_count():
     assert lines[3] == "| conll/hi | no (52.00 / 51.00 / 53.00) | yes (52.00 / 40.00) |"
     assert lines[4] == "| holds on | 1 of 2 | 1 of 2 |"
     assert study.ordering_markdown(scores[scores["system"] != "source-tokencls"]).splitlines()[0] == "| target | target-glode > target-wo_denoising > source-plain |"
+
+
+def test_diagnose_loss_trajectory_by_parts_of_the_epoch(tmp_path):
+    """Hand example: losses 0.1 0.3 0.5 0.9 in 2 parts -> means 0.2 and 0.7, last / first 3.5;
+    5 steps in 2 parts -> numpy's array_split, 3 then 2 steps: (1+1+1)/3 = 1 and (2+4)/2 = 3."""
+    log = tmp_path / "epoch4" / "train_log.jsonl"
+    log.parent.mkdir()
+    log.write_text("".join(json.dumps({"step": i, "epoch": 4, "loss_tgt": v}) + "\n" for i, v in enumerate([0.1, 0.3, 0.5, 0.9])))
+    assert study.loss_trajectory_rows([log], parts=2)[-1] == "| 4 | 4 | 0.200 0.700 | 3.5 |"
+    five = tmp_path / "five.jsonl"
+    five.write_text("".join(json.dumps({"epoch": 2, "loss_tgt": v}) + "\n" for v in [1, 1, 1, 2, 4]))
+    assert study.loss_trajectory_rows([five], parts=2)[-1] == "| 2 | 5 | 1.000 3.000 | 3.0 |"
+    with pytest.raises(GlodeInputError, match="fewer than the 10 parts"):
+        study.loss_trajectory_rows([log])
+
+
+def test_diagnose_loss_trajectory_names_the_bad_line(tmp_path):
+    log = tmp_path / "train_log.jsonl"
+    log.write_text(json.dumps({"epoch": 2, "loss_tgt": 0.1}) + "\n" + json.dumps({"epoch": 2, "loss_src": 0.1}) + "\n")
+    with pytest.raises(GlodeInputError, match=r"train_log.jsonl:2: not a training step with a loss_tgt"):
+        study.loss_trajectory_rows([log], parts=1)
