@@ -40,6 +40,7 @@ the labels after the e-th target epoch with the span labels whose argmax changed
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import statistics
 from pathlib import Path
@@ -470,9 +471,7 @@ def loss_trajectory_rows(train_logs: Sequence[Path], parts: int = LOSS_TRAJECTOR
     """The mean target loss (Eq. 4, `loss_tgt`) over each of `parts` consecutive, near-equal runs
     of steps of every epoch's train_log.jsonl, and the last part's mean over the first's; Markdown
     rows, one per epoch."""
-    import json
-
-    header = ["| epoch | steps | mean target loss, " + f"in {parts} parts of the epoch's steps | last / first |", "|---|---:|---|---:|"]
+    header = [f"| epoch | steps | mean target loss, in {parts} parts of the epoch's steps | last / first |", "|---|---:|---|---:|"]
     rows = list(header)
     for path in train_logs:
         losses, epoch = [], "-"
