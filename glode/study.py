@@ -436,9 +436,9 @@ def soft_target_rows(labels_paths: Sequence[Path], gold_entities: dict[tuple[int
     file gold_entities came from) only names the file in errors."""
     from glode.io import read_parquet_metadata
 
-    header = ["| epoch | probability mass per class | gold-O spans: mean p_O | gold-O spans: p_O < "
-              f"{SOFT_O_THRESHOLD} | gold entity spans: mean p(gold class) |", "|---|---|---:|---:|---:|"]
-    rows, first_keys = list(header), None
+    rows = ["| epoch | probability mass per class | gold-O spans: mean p_O | gold-O spans: p_O < "
+            f"{SOFT_O_THRESHOLD} | gold entity spans: mean p(gold class) |", "|---|---|---:|---:|---:|"]
+    first_keys = None
     for labels_path in labels_paths:
         meta = read_parquet_metadata(labels_path)
         classes = meta["classes"]
@@ -471,8 +471,7 @@ def loss_trajectory_rows(train_logs: Sequence[Path], parts: int = LOSS_TRAJECTOR
     """The mean target loss (Eq. 4, `loss_tgt`) over each of `parts` consecutive, near-equal runs
     of steps of every epoch's train_log.jsonl, and the last part's mean over the first's; Markdown
     rows, one per epoch."""
-    header = [f"| epoch | steps | mean target loss, in {parts} parts of the epoch's steps | last / first |", "|---|---:|---|---:|"]
-    rows = list(header)
+    rows = [f"| epoch | steps | mean target loss, in {parts} parts of the epoch's steps | last / first |", "|---|---:|---|---:|"]
     for path in train_logs:
         losses, epoch = [], "-"
         with open(path, encoding="utf-8") as lines:
