@@ -33,6 +33,8 @@ def deep_merge(base: dict, overlay: dict) -> dict:
 
 # The paper's Table 3 ablations and Table 4's language-agnostic variant (config/config.yaml).
 PAPER_VARIANTS = ("glode", "wo_mlm", "wo_denoising", "wo_denoising_local", "wo_denoising_global", "wo_multiple_directions", "wo_mlm_init", "agnostic")
+# GLoDe and its w/o-denoising ablation under the other behaviour preset (glode.methods), side by side.
+METHOD_VARIANTS = ("glode_authors", "wo_denoising_authors")
 
 
 class ConfigError(ValueError):
@@ -63,7 +65,7 @@ def schema_error_message(error) -> str:
 def check_variant_names(config: dict) -> None:
     """A variant (or study variant) outside the paper's list must be declared in custom_variants,
     so that a misspelled `glod` is an error, not a new variant."""
-    declared = set(PAPER_VARIANTS) | set(config.get("custom_variants", []))
+    declared = set(PAPER_VARIANTS) | set(METHOD_VARIANTS) | set(config.get("custom_variants", []))
     for name in config.get("variants", {}):
         if name not in declared:
             raise ConfigError(f"config key 'variants.{name}': not one of the paper's variants{did_you_mean(name, PAPER_VARIANTS)}; "

@@ -103,6 +103,22 @@ def class_thresholds(scores: torch.Tensor, pseudo_labels: torch.Tensor, num_clas
     return torch.where(counts > 0, means, torch.full_like(means, math.inf)).to(scores.dtype)
 
 
+def class_thresholds_with_zero_row(scores: torch.Tensor, pseudo_labels: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """Eq. 7's threshold as the authors' code computes it (train_tgt_model.py:472-483 global,
+    :501-511 local): the mean of scores[:, c] over the spans labelled c *and one zero row*, i.e.
+    sum / (n_c + 1). A class that no span is labelled with gets 0 (any positive score passes),
+    not +inf as in `class_thresholds`."""
+    labels = pseudo_labels.long()
+    own = scores.gather(1, labels[:, None]).squeeze(1).double()
+    sums = torch.zeros(num_classes, dtype=torch.float64, device=scores.device).index_add_(0, labels, own)
+    counts = torch.bincount(labels, minlength=num_classes)
+    return (sums / (counts + 1)).to(scores.dtype)
+
+
+THRESHOLD_FORMS = ("paper", "authors")
+EPOCH_LABELS = ("refined", "before_update")
+
+
 def local_scores(neighbour_labels: torch.Tensor, num_classes: int) -> torch.Tensor:
     """Local similarity score (Eq. 9): the fraction of a span's K neighbours labelled c.
 
@@ -179,7 +195,8 @@ def direction_agreement(d_global: torch.Tensor, d_local: torch.Tensor) -> dict[s
 def beta_schedule(epoch: int, num_epochs: int, start: float = 0.95, end: float = 0.80) -> float:
     """Update rate beta of Eq. 11 for an epoch (0-based): linear from `start` at epoch 0 to
     exactly `end` at the last epoch (num_epochs - 1), as the paper says ("uniformly decreases
-    from 0.95 to 0.80"). The authors' code divides by num_epochs instead and never reaches 0.80.
+    from 0.95 to 0.80"). The authors' code counts from its warm-up epoch instead:
+    `beta_schedule_authors`.
 
     num_epochs == 1: the only epoch is the last, so it gets `end` (the invariant "the last epoch
     uses `end`" holds for every num_epochs). Epochs past the end are clamped to `end`.
@@ -189,6 +206,26 @@ def beta_schedule(epoch: int, num_epochs: int, start: float = 0.95, end: float =
     if num_epochs == 1 or epoch >= num_epochs - 1:
         return float(end)
     return float(start + (end - start) * epoch / (num_epochs - 1))
+
+
+def beta_schedule_authors(epoch: int, num_epochs: int, start: float = 0.95, end: float = 0.80, update_start_epoch: int = 2) -> float:
+    """Eq. 11's beta as the authors' code computes it (train_tgt_model.py:674-678):
+
+        beta = start + (epoch - w) / (num_epochs - w) * (end - start),   w = update_start_epoch - 1
+
+    w is the code's `update_soft_start` (its warm-up epoch; labels change from epoch w + 1 on,
+    TT:320 and 372; train_tgt_model.sh sets WARMUP=1). With 5 epochs that gives 0.9125, 0.875 and
+    0.8375 in epochs 2-4: the schedule never reaches `end`, and each step of 1 - beta is
+    (num_epochs - 1) / (num_epochs - w) of the paper schedule's. Epochs before w give values
+    above `start`, as in the code (no label changes there anyway).
+    """
+    warmup = update_start_epoch - 1
+    if num_epochs < 1 or epoch < 0 or num_epochs <= warmup:
+        raise ValueError(f"beta_schedule_authors needs epoch >= 0 and num_epochs > update_start_epoch - 1, got {epoch}, {num_epochs}, {update_start_epoch}")
+    return float(start + (epoch - warmup) / (num_epochs - warmup) * (end - start))
+
+
+BETA_SCHEDULES = {"paper": beta_schedule, "authors": beta_schedule_authors}
 
 
 # --------------------------------------------------------------------------------------------
@@ -370,6 +407,21 @@ class DenoiseOptions:
     update_start_epoch: int = option(2, "first epoch (0-based) whose pseudo labels are updated (authors' code: 2)", minimum=0)
     beta_start: float = option(0.95, "Eq. 11 update rate at the first epoch", above=0, maximum=1)
     beta_end: float = option(0.80, "Eq. 11 update rate at the last epoch", above=0, maximum=1)
+    beta_schedule: str = option("paper", "Eq. 11's beta over epochs: paper (start at epoch 0 to end at the last) or authors (train_tgt_model.py:678, counted from the warm-up epoch)", choices=tuple(BETA_SCHEDULES))
+    thresholds: str = option("paper", "Eq. 7: paper (global scores under the epoch's last prototypes; empty class +inf) or authors (the scores each step used, one zero row per class; train_tgt_model.py:470-511)", choices=THRESHOLD_FORMS)
+    epoch_labels: str = option("refined", "labels of the target spans in the thresholds and the bank: refined (after the step's update) or before_update (train_tgt_model.py:291, 296)", choices=EPOCH_LABELS)
+
+    def beta(self, epoch: int, num_epochs: int) -> float:
+        """Eq. 11's beta for an epoch under the configured schedule."""
+        if self.beta_schedule == "authors":
+            return beta_schedule_authors(epoch, num_epochs, self.beta_start, self.beta_end, self.update_start_epoch)
+        return beta_schedule(epoch, num_epochs, self.beta_start, self.beta_end)
+
+    def class_thresholds(self, scores: torch.Tensor, pseudo_labels: torch.Tensor, num_classes: int) -> torch.Tensor:
+        """Eq. 7 in the configured form."""
+        if self.thresholds == "authors":
+            return class_thresholds_with_zero_row(scores, pseudo_labels, num_classes)
+        return class_thresholds(scores, pseudo_labels, num_classes)
 
 
 class Denoiser:
@@ -434,7 +486,7 @@ class Denoiser:
         d_global = denoising_directions(g, self.global_thresholds.to(g.device), cfg.multiple_directions) if g is not None else zeros
         d_local = denoising_directions(loc, self.local_thresholds.to(loc.device), cfg.multiple_directions) if loc is not None else zeros
         u = merge_directions(d_global, d_local, cfg.normalise_each_direction)
-        beta = beta_schedule(epoch, num_epochs, cfg.beta_start, cfg.beta_end)
+        beta = cfg.beta(epoch, num_epochs)
         p_new = update_pseudo_labels(p_target, u, beta)
 
         old_top, new_top = p_target.argmax(1), p_new.argmax(1)
@@ -454,25 +506,29 @@ class Denoiser:
         source_labels: torch.Tensor,
         generator: torch.Generator | None = None,
         target_local_scores: torch.Tensor | None = None,
+        target_global_scores: torch.Tensor | None = None,
     ) -> dict[str, Any]:
         """End of an epoch: thresholds (Eq. 7) over all target spans, then a rebuilt bank.
 
-        Global thresholds use the current prototypes. Local thresholds (times
-        local_threshold_factor) use the local scores of the target spans against the bank of the
-        epoch now ending, i.e. the same bank their in-epoch scores were compared with; pass
-        `target_local_scores` (e.g. collected from `refine`'s info) to skip that search. With no
-        bank yet (end of epoch 0) local thresholds stay unset. The new bank holds this epoch's
-        source (gold) and target (pseudo argmax) spans: all entity spans, a seeded fraction of O.
+        Global thresholds use the current prototypes, or (`thresholds: authors`, pass
+        `target_global_scores`) the scores each step computed under that step's prototypes. Local
+        thresholds (times local_threshold_factor) use the local scores of the target spans against
+        the bank of the epoch now ending, i.e. the same bank their in-epoch scores were compared
+        with; pass `target_local_scores` (e.g. collected from `refine`'s info) to skip that
+        search. With no bank yet (end of epoch 0) local thresholds stay unset. The new bank holds
+        this epoch's source (gold) and target (`pseudo_argmax`) spans: all entity spans, a seeded
+        fraction of O.
         """
         cfg = self.config
         pseudo_argmax = pseudo_argmax.long()
         info: dict[str, Any] = {}
         if cfg.use_global:
-            self.global_thresholds = class_thresholds(self.global_scores(z_target), pseudo_argmax, self.num_classes)
+            scores = target_global_scores.to(pseudo_argmax.device) if target_global_scores is not None else self.global_scores(z_target)
+            self.global_thresholds = cfg.class_thresholds(scores, pseudo_argmax, self.num_classes)
             info["global_thresholds"] = self.global_thresholds.tolist()
         if cfg.use_local and (self.bank is not None or target_local_scores is not None):
             scores = target_local_scores if target_local_scores is not None else self.local_scores(z_target)
-            self.local_thresholds = class_thresholds(scores.to(pseudo_argmax.device), pseudo_argmax, self.num_classes) * cfg.local_threshold_factor
+            self.local_thresholds = cfg.class_thresholds(scores.to(pseudo_argmax.device), pseudo_argmax, self.num_classes) * cfg.local_threshold_factor
             info["local_thresholds"] = self.local_thresholds.tolist()
         if cfg.use_local:
             z_all = torch.cat([z_source.detach().float().to(z_target.device), z_target.detach().float()])

@@ -335,6 +335,32 @@ def splitter_text(splitter: Any) -> str:
     return format_value(splitter)
 
 
+def ratio_text(value: float | None) -> str:
+    """A ratio of the health check, or '-' where it could not be measured (e.g. fewer than 10 updates)."""
+    return "-" if value is None else f"{value:.2f}x"
+
+
+def behaviour_section(summary: dict) -> list[str]:
+    """A target model's behaviour preset (glode.methods) and the run-health check of each epoch."""
+    method = summary.get("method") or (summary.get("options") or {}).get("method")
+    if model_kind(summary) != TARGET or method is None:
+        return []
+    deviations = summary.get("method_deviations") or {}
+    preset = {"paper": "the paper's text", "authors": "the authors' code"}.get(method, method)
+    lines = ["## Behaviour and run health", "", f"- method: `{method}` ({preset})"]
+    lines.append("- keys changed from the preset: " + (", ".join(f"`{k}={v}`" for k, v in sorted(deviations.items())) or "none"))
+    history = (summary.get("health") or {}).get("history") or []
+    if history:
+        warned = [h for h in history if h.get("problems")]
+        verdict = ("**WARNING: this run passed a run-health limit** (the target loss or the pseudo labels' entity mass ran away "
+                   "within an epoch; see docs/method.md); check it before use." if warned else "No epoch passed a run-health limit.")
+        lines += ["", verdict, ""]
+        lines += table(("epoch", "target-loss climb", "entity-mass growth", "model's entity predictions / initial entity spans", "problems"),
+                       [(h.get("epoch"), ratio_text(h.get("loss_climb")), ratio_text(h.get("entity_mass_growth")), ratio_text(h.get("predicted_entity_ratio")),
+                         "; ".join(h.get("problems") or []) or "-") for h in history])
+    return lines
+
+
 def limits_section(summary: dict, data: Sequence[dict]) -> list[str]:
     kind = model_kind(summary)
     dataset = (entry_with_role(data, "source") or entry_with_role(data, "target") or {}).get("dataset") or "its source dataset"
@@ -373,6 +399,8 @@ def model_card_text(summary: dict, *, data: list[dict], scores: dict | None = No
         training_section(summary, version or glode.__version__),
         scores_section(summary, data, scores),
     ]
+    if behaviour_section(summary):
+        sections.insert(4, behaviour_section(summary))
     if unreachable:
         sections.append(unreachable_section(summary, unreachable))
     sections += [usage_section(str(model_dir), card_language(data)), limits_section(summary, data)]

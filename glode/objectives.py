@@ -4,6 +4,8 @@
     Eq. 2  masked_lm_loss            L_mlm: CE of the masked tokens of X' = mask_tokens(X)
     Eq. 3  source_objective          L_S = L_src + w * L_mlm
     Eq. 4  soft_span_cross_entropy   L_tgt: span CE against the (refined) soft pseudo labels
+           soft_cross_entropy_on_probabilities   the authors' code's L_tgt (log_softmax of softmax)
+           TargetLossForm            which of the two, and how spans are averaged (per sentence, or flat)
     Eq. 5  target_objective          L_T = L_src + L_tgt + w * L_mlm
            supervised_contrastive_loss   GLoDe_agnostic's replacement of L_mlm (Table 4)
 
@@ -13,12 +15,18 @@ Plain tensor functions: no model, no optimizer, so each has a hand-computed unit
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Sequence
 
 import torch
 import torch.nn.functional as F
 
 MLM_NORMALISATIONS = ("masked", "tokens")
+# L_tgt's input: the span logits (paper Eq. 4), or their softmax probabilities (the authors' code).
+TARGET_LOSS_INPUTS = ("logits", "probabilities")
+# How span losses become a batch loss: a mean per sentence, then over sentences (paper Eqs. 1, 4),
+# or one flat mean over the batch's spans (the authors' code).
+LOSS_AVERAGINGS = ("sentence", "span")
 
 
 def per_sentence_mean(values: torch.Tensor, sentence_index: torch.Tensor, n_sentences: int) -> torch.Tensor:
@@ -35,6 +43,19 @@ def per_sentence_mean(values: torch.Tensor, sentence_index: torch.Tensor, n_sent
     return (sums[present] / counts[present]).mean()
 
 
+def span_mean(values: torch.Tensor, sentence_index: torch.Tensor, n_sentences: int) -> torch.Tensor:
+    """(1/|S|) sum_{s in S} values_s: one flat mean over the batch's spans, whatever sentence each
+    belongs to (the authors' code: train_tgt_model.py:221-222 and 699). Arguments as
+    `per_sentence_mean`, so the two are interchangeable; 0 (with a graph) for no span."""
+    values = values.float()
+    if values.numel() == 0:
+        return values.sum() * 0.0
+    return values.mean()
+
+
+AVERAGE = {"sentence": per_sentence_mean, "span": span_mean}
+
+
 def span_cross_entropy(logits: torch.Tensor, labels: torch.Tensor, span_sentence: torch.Tensor, n_sentences: int) -> torch.Tensor:
     """Eq. 1: L_src = 1/N sum_X 1/|S(X)| sum_{s_i in S(X)} CE(p_i, y_i), gold class ids `labels`.
 
@@ -49,6 +70,52 @@ def soft_span_cross_entropy(logits: torch.Tensor, targets: torch.Tensor, span_se
     """Eq. 4: L_tgt = 1/N sum_X 1/|S(X)| sum_{s_i in S(X)} CE(p_i, p^_i), soft targets [n_spans, n_classes]."""
     losses = -(targets.float() * F.log_softmax(logits.float(), dim=-1)).sum(dim=-1)
     return per_sentence_mean(losses, span_sentence, n_sentences)
+
+
+def soft_cross_entropy_on_probabilities(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """The authors' code's L_tgt per span: -sum_c q_c log_softmax(softmax(z))_c, [n_spans].
+
+    train_tgt_model.py:59 and 289 turn the span logits into probabilities, :415 passes these to
+    the soft-label loss, and :693 applies `log_softmax` to them. Since softmax(z) lies in [0, 1]^C,
+    log_softmax of it is bounded: per span the loss lies in [log(e + C - 1) - 1, log(e + C - 1)]
+    (5 classes: 0.905 to 1.905), and its gradient vanishes as the span's prediction grows
+    confident. Paper Eq. 4 (`soft_span_cross_entropy`) has neither bound.
+    """
+    probabilities = torch.softmax(logits.float(), dim=-1)
+    return -(targets.float() * F.log_softmax(probabilities, dim=-1)).sum(dim=-1)
+
+
+@dataclasses.dataclass(frozen=True)
+class TargetLossForm:
+    """How the target stage turns span scores into L_src (Eq. 1) and L_tgt (Eq. 4).
+
+    `loss_input`: "logits" (paper Eq. 4) or "probabilities" (the authors' code,
+    `soft_cross_entropy_on_probabilities`); L_src is a cross-entropy on logits either way, as in
+    the code (train_tgt_model.py:216). `averaging`: "sentence" (the paper's 1/N sum_X 1/|S(X)|)
+    or "span" (the code's flat mean over the batch's spans), for both terms.
+    """
+
+    loss_input: str = "logits"
+    averaging: str = "sentence"
+
+    def __post_init__(self) -> None:
+        if self.loss_input not in TARGET_LOSS_INPUTS:
+            raise ValueError(f"target loss input must be one of {TARGET_LOSS_INPUTS}, got {self.loss_input!r}")
+        if self.averaging not in LOSS_AVERAGINGS:
+            raise ValueError(f"loss averaging must be one of {LOSS_AVERAGINGS}, got {self.averaging!r}")
+
+    def source(self, logits: torch.Tensor, labels: torch.Tensor, span_sentence: torch.Tensor, n_sentences: int) -> torch.Tensor:
+        """L_src of the target stage (Eq. 1, averaged as configured)."""
+        losses = F.cross_entropy(logits.float(), labels, reduction="none")
+        return AVERAGE[self.averaging](losses, span_sentence, n_sentences)
+
+    def target(self, logits: torch.Tensor, targets: torch.Tensor, span_sentence: torch.Tensor, n_sentences: int) -> torch.Tensor:
+        """L_tgt (Eq. 4, or the code's form on probabilities), averaged as configured."""
+        if self.loss_input == "logits":
+            losses = -(targets.float() * F.log_softmax(logits.float(), dim=-1)).sum(dim=-1)
+        else:
+            losses = soft_cross_entropy_on_probabilities(logits, targets)
+        return AVERAGE[self.averaging](losses, span_sentence, n_sentences)
 
 
 def mask_tokens(

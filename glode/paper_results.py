@@ -72,6 +72,8 @@ TABLE4_FEATURES: dict[str, dict[str, float | None]] = {
 
 # Row names as the paper prints them.
 VARIANT_LABELS: dict[str, str] = {
+    "glode_authors": "GLoDe, authors' code (ours)",
+    "wo_denoising_authors": "w/o denoising, authors' code (ours)",
     "glode": "GLoDe",
     "wo_mlm": "w/o mlm",
     "wo_denoising": "w/o denoising",

@@ -83,20 +83,34 @@ def predict_spans(
     return probs, projections
 
 
-def prune_to_authors_form(spans: pd.DataFrame, probs: np.ndarray, classes: Sequence[str]) -> np.ndarray:
-    """Authors' initial pseudo labels: one-hot O except the entity spans kept by greedy overlap resolution.
-
-    Spans whose argmax is O, and entity spans that overlap a more probable kept entity span of
-    the same sentence, get [1, 0, ..., 0]; the kept entity spans keep their distribution.
-    """
+def kept_entity_mask(sent_id: np.ndarray, start: np.ndarray, end: np.ndarray, probs: np.ndarray, classes: Sequence[str]) -> np.ndarray:
+    """Which spans survive greedy overlap resolution as entities (`glode.evaluate.decode_entities`,
+    the decoder of every prediction): a boolean mask, False for O spans and overlap losers."""
     from glode.evaluate import decode_entities
 
-    frame = pd.DataFrame({"sent_id": spans["sent_id"].to_numpy(), "start": spans["start"].to_numpy(), "end": spans["end"].to_numpy()})
+    frame = pd.DataFrame({"sent_id": np.asarray(sent_id), "start": np.asarray(start), "end": np.asarray(end)})
     for i, c in enumerate(classes):
         frame[f"p_{c}"] = probs[:, i]
     kept = {(s, b, e) for s, ents in decode_entities(frame, classes).items() for b, e, _, _ in ents}
     keys = zip(frame["sent_id"].tolist(), frame["start"].tolist(), frame["end"].tolist())
-    survive = np.fromiter(((int(s), int(b), int(e)) in kept for s, b, e in keys), dtype=bool, count=len(frame))
+    return np.fromiter(((int(s), int(b), int(e)) in kept for s, b, e in keys), dtype=bool, count=len(frame))
+
+
+def overlap_losers(sent_id: np.ndarray, start: np.ndarray, end: np.ndarray, probs: np.ndarray, classes: Sequence[str]) -> np.ndarray:
+    """Spans whose argmax is an entity class but that lose greedy overlap resolution to a more
+    probable entity span of their sentence (the spans the authors' `--postprocess_pseudo` trains
+    as one-hot O, train_tgt_model.py:683-697)."""
+    return (probs.argmax(axis=1) != 0) & ~kept_entity_mask(sent_id, start, end, probs, classes)
+
+
+def prune_to_authors_form(spans: pd.DataFrame, probs: np.ndarray, classes: Sequence[str]) -> np.ndarray:
+    """Authors' initial pseudo labels: one-hot O except the entity spans kept by greedy overlap resolution
+    (generate_pseudo_labels.py:291, eval_metric.py:200-202).
+
+    Spans whose argmax is O, and entity spans that overlap a more probable kept entity span of
+    the same sentence, get [1, 0, ..., 0]; the kept entity spans keep their distribution.
+    """
+    survive = kept_entity_mask(spans["sent_id"].to_numpy(), spans["start"].to_numpy(), spans["end"].to_numpy(), probs, classes)
     pruned = probs.copy()
     pruned[~survive] = 0.0
     pruned[~survive, 0] = 1.0

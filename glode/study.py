@@ -50,6 +50,7 @@ import numpy as np
 import pandas as pd
 
 from glode.figures import INITIAL_EPOCH, QualityRecord, parse_quality_path, plot_figure3, quality_curves, save_png
+from glode.health import LOSS_PARTS, loss_part_means
 from glode.io import GlodeInputError, atomic_path, setup_logging
 from glode.tables import parse_metrics_path, read_json_file
 
@@ -367,20 +368,21 @@ def class_cells(values, classes: Sequence[str], fmt: str) -> str:
     return " ".join(f"{c} {fmt.format(v) if v is not None and v != float('inf') else 'inf'}" for c, v in items)
 
 
-def diagnosis_rows(labels_paths: Sequence[Path], quality_paths: Sequence[Path]) -> list[str]:
-    """One Markdown row per epoch of a target run (labels Parquet + its label-quality JSON)."""
+def diagnosis_rows(labels_paths: Sequence[Path], quality_paths: Sequence[Path] | None) -> list[str]:
+    """One Markdown row per epoch of a target run (labels Parquet + its label-quality JSON; without
+    quality files, as for raw text, which has no gold to make them, the F1 column is '-')."""
     from glode.io import read_parquet_metadata
 
     rows = ["| epoch | changed (to) | directions: global only / local only / both (same) | global thresholds | local thresholds | entity spans (argmax) | pseudo-label F1 per type |",
             "|---|---|---|---|---|---|---|"]
-    for labels_path, quality_path in zip(labels_paths, quality_paths):
+    for labels_path, quality_path in zip(labels_paths, quality_paths or [None] * len(labels_paths)):
         meta = read_parquet_metadata(labels_path)
         classes = meta["classes"]
         end = meta.get("denoise_end_epoch") or {}
         argmax = pd.read_parquet(labels_path, columns=["label"])["label"].value_counts()
         spans = {c: int(argmax.get(c, 0)) for c in classes[1:]}
-        per_type = read_json_file(quality_path).get("per_type", {})
-        f1 = {c: 100 * per_type[c]["f1"] for c in classes[1:] if c in per_type}
+        per_type = read_json_file(quality_path).get("per_type", {}) if quality_path is not None else {}
+        f1 = {c: 100 * per_type[c]["f1"] for c in classes[1:] if c in per_type} or None
         changed = f"{meta.get('labels_changed', 0)} ({class_cells({c: n for c, n in (meta.get('changed_to') or {}).items() if n}, classes, '{}')})"
         d = meta.get("directions")  # absent in labels written before glode recorded it
         directions = f"{d['global_only']} / {d['local_only']} / {d['both']} ({d['both_agree']})" if d else "-"
@@ -464,7 +466,28 @@ def soft_target_rows(labels_paths: Sequence[Path], gold_entities: dict[tuple[int
     return rows
 
 
-LOSS_TRAJECTORY_PARTS = 10
+LOSS_TRAJECTORY_PARTS = LOSS_PARTS
+
+
+def health_rows(labels_paths: Sequence[Path]) -> list[str]:
+    """The run-health check each epoch recorded in its labels' metadata (glode.health), a row each."""
+    from glode.io import read_parquet_metadata
+
+    def ratio(value):
+        return "-" if value is None else f"{value:.2f}x"
+
+    rows = ["| epoch | method | target-loss climb | entity mass (start -> end) | growth | vs initial labels | model's entity predictions / initial entity spans | problems |",
+            "|---|---|---:|---|---:|---:|---:|---|"]
+    for path in labels_paths:
+        meta = read_parquet_metadata(path)
+        h = meta.get("health")
+        if not h:  # labels written before glode recorded it
+            rows.append(f"| {meta.get('epoch')} | {meta.get('method', '-')} | - | - | - | - | - | not recorded |")
+            continue
+        rows.append(f"| {meta.get('epoch')} | {meta.get('method', '-')} | {ratio(h.get('loss_climb'))} | {h['entity_mass_start']:,.0f} -> {h['entity_mass_end']:,.0f} | "
+                    f"{ratio(h.get('entity_mass_growth'))} | {ratio(h.get('entity_mass_vs_initial'))} | {ratio(h.get('predicted_entity_ratio'))} | "
+                    f"{'; '.join(h.get('problems') or []) or '-'} |")
+    return rows
 
 
 def loss_trajectory_rows(train_logs: Sequence[Path], parts: int = LOSS_TRAJECTORY_PARTS) -> list[str]:
@@ -486,16 +509,23 @@ def loss_trajectory_rows(train_logs: Sequence[Path], parts: int = LOSS_TRAJECTOR
                 epoch = record.get("epoch", epoch)
         if len(losses) < parts:
             raise GlodeInputError(path, f"{len(losses)} steps, fewer than the {parts} parts to split them in")
-        means = [float(np.mean(chunk)) for chunk in np.array_split(np.array(losses), parts)]
+        means = loss_part_means(losses, parts)
         ratio = f"{means[-1] / means[0]:.1f}" if means[0] > 0 else "-"
         rows.append(f"| {epoch} | {len(losses)} | {' '.join(f'{m:.3f}' for m in means)} | {ratio} |")
     return rows
 
 
 def diagnose(args: argparse.Namespace) -> None:
-    if len(args.labels) != len(args.quality):
+    if args.quality and len(args.labels) != len(args.quality):
         raise ValueError(f"{len(args.labels)} --labels files but {len(args.quality)} --quality files")
-    print("\n".join(diagnosis_rows(args.labels, args.quality)))
+    if not args.labels and not args.train_logs:
+        raise ValueError("nothing to diagnose: give --labels, --train-logs, or both")
+    if args.gold is not None and not args.labels:
+        raise ValueError("--gold checks the labels' changes: give --labels too")
+    if args.labels:
+        print("\n".join(diagnosis_rows(args.labels, args.quality or None)))
+        print("\nrun health (glode.health; no gold needed), from the labels' metadata:\n")
+        print("\n".join(health_rows(args.labels)))
     if args.gold is not None:
         gold_entities = read_gold_span_classes(args.gold)
         print(f"\nspans whose label changed from {args.labels[0]} to {args.labels[-1]}, checked against {args.gold}:\n")
@@ -530,8 +560,8 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--out-dir", type=Path, required=True, help="where to write study_scores.csv, study_significance.csv and the figures")
     v.add_argument("--log", type=Path, help="also log to this file")
     d = sub.add_parser("diagnose", help="what the denoiser did per epoch of one target run, as a Markdown table")
-    d.add_argument("--labels", nargs="+", type=Path, required=True, help="the run's epoch<N>/labels.parquet files, in epoch order")
-    d.add_argument("--quality", nargs="+", type=Path, required=True, help="their label-quality JSONs, in the same order")
+    d.add_argument("--labels", nargs="*", type=Path, default=[], help="the run's epoch<N>/labels.parquet files, in epoch order")
+    d.add_argument("--quality", nargs="*", type=Path, default=[], help="their label-quality JSONs, in the same order (none for raw text: no gold to make them)")
     d.add_argument("--gold", type=Path, help="the split's gold sentences (Parquet with sent_id and tags): also check the changed labels against it")
     d.add_argument("--train-logs", nargs="*", type=Path, default=[], help="the run's epoch<N>/train_log.jsonl files: also the target loss through each epoch")
     d.add_argument("--log", type=Path, help="also log to this file")

@@ -26,7 +26,7 @@ from glode.denoise import DenoiseOptions
 from glode.io import atomic_dir, setup_logging
 from glode.options import options_from_args
 from glode.pseudo_label import PseudoLabelOptions
-from glode.train_target import TargetFiles, TargetTrainingOptions, add_input_arguments, train_target_epoch
+from glode.train_target import TargetFiles, TargetTrainingOptions, add_input_arguments, parse_target_arguments, train_target_epoch
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
     prediction = parser.add_argument_group("test prediction options (glode pseudo-label)")
     prediction.add_argument("--predict-batch-size", type=int, default=PseudoLabelOptions.batch_size, help="sentences per prediction batch")
     prediction.add_argument("--predict-precision", default=PseudoLabelOptions.precision, help="auto, bf16 or fp32 (as glode pseudo-label --precision)")
-    args = parser.parse_args(argv)
+    args = parse_target_arguments(parser, argv)
     setup_logging(args.log)
     test_args = (args.test_sentences, args.test_spans, args.test_predictions_out)
     if any(test_args) and not all(test_args):

@@ -87,9 +87,11 @@ from glode.denoise import NO_DIRECTIONS, DenoiseOptions, Denoiser
 from glode.device import autocast, describe_device, seed_everything, select_device
 from glode.io import GlodeInputError, atomic_dir, atomic_path, read_parquet_metadata, setup_logging, write_parquet
 from glode.model import SpanModel, load_tokenizer
-from glode.objectives import soft_span_cross_entropy, span_cross_entropy, supervised_contrastive_loss, target_objective
+from glode.health import HealthLimits, entity_mass, epoch_health
+from glode.methods import METHODS, method_deviations, method_keys
+from glode.objectives import LOSS_AVERAGINGS, TARGET_LOSS_INPUTS, TargetLossForm, supervised_contrastive_loss, target_objective
 from glode.options import add_options, option, options_from_args
-from glode.pseudo_label import predictions_frame
+from glode.pseudo_label import overlap_losers, predictions_frame, prune_to_authors_form
 from glode.spans import SpanSettings, read_span_settings, sentence_tokenisation
 from glode.target_state import json_safe, labels_digest, read_trainer, restore_state, save_state
 from glode.textsplit import splitter_record
@@ -132,6 +134,14 @@ class TargetTrainingOptions(TrainingOptions):
     supcon_temperature: float = option(0.1, "temperature of the supervised contrastive loss", above=0)
     supcon_max_spans: int = option(1024, "at most this many spans per step in the supcon loss: all entity spans first, then seeded O spans (0 = all)", minimum=0)
     denoise: bool = option(True, "global-local denoising of the pseudo labels (false = ablation w/o denoising: labels never change)")
+    method: str = option("paper", "the behaviour preset these options started from (glode.methods): paper (the paper's text) or authors (the authors' code); recorded with the run", choices=tuple(METHODS))
+    target_loss_input: str = option("logits", "L_tgt on the span logits (paper Eq. 4) or on their softmax probabilities (authors' code, train_tgt_model.py:289, 415, 693: bounded)", choices=TARGET_LOSS_INPUTS)
+    loss_averaging: str = option("sentence", "L_src and L_tgt of the target stage: mean per sentence then over sentences (paper) or one flat mean over the batch's spans (authors' code)", choices=LOSS_AVERAGINGS)
+    prune_initial_labels: bool = option(False, "epoch 0: spans predicted O and entity spans losing overlap resolution become one-hot O (authors' code, generate_pseudo_labels.py:291)")
+    prune_overlaps_in_loss: bool = option(False, "each step: pseudo entities losing overlap resolution are trained as one-hot O (authors' --postprocess_pseudo, train_tgt_model.py:683-697)")
+    health_max_loss_climb: float = option(3.0, "run health: warn when the target loss's last tenth of an epoch over its first exceeds this (0 = off)", minimum=0)
+    health_max_mass_growth: float = option(1.5, "run health: warn when the pseudo labels' entity mass grows more than this within an epoch (0 = off)", minimum=0)
+    health_stop: bool = option(False, "run health: stop the run (no outputs for the epoch) instead of warning when a limit is passed")
 
     def validate(self) -> None:
         self.validate_common()
@@ -144,6 +154,14 @@ class TargetTrainingOptions(TrainingOptions):
     @property
     def aux_weight(self) -> float:
         return {"mlm": self.mlm_weight, "supcon": self.supcon_weight, "none": 0.0}[self.aux_task]
+
+    @property
+    def loss_form(self) -> TargetLossForm:
+        return TargetLossForm(self.target_loss_input, self.loss_averaging)
+
+    @property
+    def health_limits(self) -> HealthLimits:
+        return HealthLimits(self.health_max_loss_climb, self.health_max_mass_growth)
 
 
 # -- batches -----------------------------------------------------------------------------------
@@ -309,6 +327,9 @@ def load_target_inputs(files: TargetFiles, epoch: int, opts: TargetTrainingOptio
     span_settings = read_span_settings(files.source_spans, files.target_spans)
     src, spans_s, tgt, spans_t = read_target_sentences(files)
     labels, labels_meta = read_pseudo_labels(files.labels_in, spans_t, classes, files.target_spans)
+    if epoch == 0 and opts.prune_initial_labels and not labels_meta.get("pruned", False):
+        labels = prune_to_authors_form(spans_t, labels, classes)  # the authors' initial labels: one-hot O outside kept entities
+        labels_meta = {**labels_meta, "pruned": True}
     if epoch == 0 and labels_meta.get("epoch") is not None:
         log.warning("%s are epoch %s's refined labels; epoch 0 normally starts from a source model's initial labels", files.labels_in, labels_meta["epoch"])
     if epoch > 0 and labels_meta.get("epoch") is not None and labels_meta["epoch"] != epoch - 1:
@@ -348,6 +369,8 @@ class TargetRun:
     steps_per_epoch: int
     updates_per_epoch: int
     step: int
+    classes: list[str]
+    target_span_keys: tuple[np.ndarray, np.ndarray, np.ndarray]  # (sent_id, start, end) of every target span row
 
 
 def build_target_run(files: TargetFiles, inputs: TargetInputs, epoch: int, opts: TargetTrainingOptions, denoise_options: DenoiseOptions, device: torch.device) -> TargetRun:
@@ -382,7 +405,9 @@ def build_target_run(files: TargetFiles, inputs: TargetInputs, epoch: int, opts:
     if step != epoch * updates_per_epoch:
         raise GlodeInputError(files.state_in or files.labels_in, f"state is at update {step}, expected {epoch * updates_per_epoch}")
     vocabulary = corpus_vocabulary(files.mlm_vocab if opts.aux_task == "mlm" else None, model, device)
-    return TargetRun(model, optimizer, params, scheduler, denoiser, generators, vocabulary, frozen_depth, tgt_loader, src_loader, steps_per_epoch, updates_per_epoch, step)
+    span_keys = tuple(inputs.target_spans[key].to_numpy(dtype=np.int64) for key in ("sent_id", "start", "end"))
+    return TargetRun(model, optimizer, params, scheduler, denoiser, generators, vocabulary, frozen_depth, tgt_loader, src_loader, steps_per_epoch,
+                     updates_per_epoch, step, inputs.classes, span_keys)
 
 
 # -- one step ----------------------------------------------------------------------------------
@@ -398,18 +423,23 @@ class EpochTally:
         self.directions = dict(NO_DIRECTIONS)
         self.ready, self.beta = False, None
         self.denoise_seconds = 0.0
-        self.projections: dict[str, list[torch.Tensor]] = {"z_t": [], "y_t": [], "local_t": [], "z_s": [], "y_s": []}
+        self.projections: dict[str, list[torch.Tensor]] = {"z_t": [], "y_t": [], "local_t": [], "global_t": [], "z_s": [], "y_s": []}
         self.local_complete = True
         self.update_log = update_log
+        self.target_losses: list[float] = []  # per update, for the run-health check
+        self.predicted_entities = 0  # target spans the model's training forward passes call entities
 
     def add_refinement(self, info: dict, z_s: torch.Tensor, y_s: torch.Tensor, z_t: torch.Tensor, y_t: torch.Tensor) -> None:
-        """One batch's refinement (`Denoiser.refine`'s info) and the projections behind it."""
+        """One batch's refinement (`Denoiser.refine`'s info) and the projections behind it; y_t
+        the target labels that the thresholds and the bank will use."""
         for key, value in (("z_t", z_t.float()), ("y_t", y_t), ("z_s", z_s.float()), ("y_s", y_s)):
             self.projections[key].append(value.cpu())
         if info["local_scores"] is not None:
             self.projections["local_t"].append(info["local_scores"].float().cpu())
         elif len(y_t):
             self.local_complete = False
+        if info["global_scores"] is not None:
+            self.projections["global_t"].append(info["global_scores"].float().cpu())
         self.changed += info["changed"]
         self.updated += info["updated"]
         self.changed_to = [a + b for a, b in zip(self.changed_to, info["changed_to"])]
@@ -423,15 +453,20 @@ class EpochTally:
                   "loss_mlm": sums["loss_aux"] if aux_task == "mlm" else None, "loss_total": sums["loss_total"]}
         record = update_record(step, epoch, group, lr, losses)
         record.update(labels_changed=self.changed, labels_updated=self.updated, denoise_s=self.denoise_seconds)
+        self.target_losses.append(float(sums["loss_tgt"]))
         self.denoise_seconds = 0.0
         self.update_log.write(record, loss=f"{sums['loss_total']:.4f}", changed=self.changed)
 
     def end_epoch(self, denoiser: Denoiser, generator: torch.Generator, device: torch.device) -> dict:
         """Thresholds (Eq. 7) and the new neighbour bank from this epoch's projections."""
-        cat = {key: torch.cat(values).to(device) for key, values in self.projections.items() if key != "local_t"}
+        cat = {key: torch.cat(values).to(device) for key, values in self.projections.items() if key not in ("local_t", "global_t")}
         local = torch.cat(self.projections["local_t"]).to(device) if self.local_complete and self.projections["local_t"] else None
+        step_global = None
+        if denoiser.config.thresholds == "authors" and denoiser.config.use_global:
+            step_global = torch.cat(self.projections["global_t"]).to(device)  # each step's scores under its own prototypes
         self.projections = {}
-        return denoiser.end_epoch(cat["z_t"], cat["y_t"], cat["z_s"], cat["y_s"], generator=generator, target_local_scores=local)
+        return denoiser.end_epoch(cat["z_t"], cat["y_t"], cat["z_s"], cat["y_s"], generator=generator, target_local_scores=local,
+                                  target_global_scores=step_global)
 
 
 def refine_batch(run: TargetRun, out_s, out_t, source_labels: torch.Tensor, p_t: torch.Tensor, epoch: int, num_epochs: int, tally: EpochTally) -> torch.Tensor:
@@ -440,7 +475,8 @@ def refine_batch(run: TargetRun, out_s, out_t, source_labels: torch.Tensor, p_t:
     z_s, z_t = out_s.projections.detach(), out_t.projections.detach()
     run.denoiser.observe(torch.cat([z_s, z_t]), torch.cat([source_labels, p_t.argmax(1)]))  # Eq. 6
     p_new, info = run.denoiser.refine(z_t, p_t, epoch, num_epochs)  # Eqs. 8-11
-    tally.add_refinement(info, z_s, source_labels, z_t, p_new.argmax(1))
+    epoch_labels = p_t if run.denoiser.config.epoch_labels == "before_update" else p_new
+    tally.add_refinement(info, z_s, source_labels, z_t, epoch_labels.argmax(1))
     if p_t.device.type == "cuda":
         torch.cuda.synchronize(p_t.device)
     tally.denoise_seconds += time.perf_counter() - tick
@@ -461,6 +497,19 @@ def auxiliary_loss(run: TargetRun, out_s, out_t, source_labels: torch.Tensor, p_
     return torch.zeros((), device=device)
 
 
+def prune_overlaps(targets: torch.Tensor, rows: np.ndarray, span_keys: tuple[np.ndarray, np.ndarray, np.ndarray], classes: Sequence[str]) -> torch.Tensor:
+    """The step's soft targets with every pseudo entity that loses overlap resolution replaced by
+    one-hot O (the authors' --postprocess_pseudo, train_tgt_model.py:683-697)."""
+    sent_id, start, end = (keys[rows] for keys in span_keys)
+    losers = overlap_losers(sent_id, start, end, targets.float().cpu().numpy(), classes)
+    if not losers.any():
+        return targets
+    mask = torch.from_numpy(losers).to(targets.device)
+    one_hot_o = torch.zeros_like(targets)
+    one_hot_o[:, 0] = 1.0
+    return torch.where(mask[:, None], one_hot_o, targets)
+
+
 def training_step(run: TargetRun, source_batch: dict, target_batch: dict, labels: np.ndarray, epoch: int, opts: TargetTrainingOptions,
                   tally: EpochTally, specials: list[int], mask_token_id: int, group_size: int, device: torch.device) -> dict[str, torch.Tensor]:
     """Steps 1-5 on one source and one target batch, and the backward pass of L_T / group_size;
@@ -470,7 +519,8 @@ def training_step(run: TargetRun, source_batch: dict, target_batch: dict, labels
     with autocast(device, opts.precision):
         out_s = run.model(**source, return_projections=need_projections, frozen_depth=run.frozen_depth)
         out_t = run.model(**target, return_projections=need_projections, frozen_depth=run.frozen_depth)
-    loss_src = span_cross_entropy(out_s.logits, source["labels"], source["span_sentence"], source["input_ids"].shape[0])  # Eq. 1
+    loss_form = opts.loss_form
+    loss_src = loss_form.source(out_s.logits, source["labels"], source["span_sentence"], source["input_ids"].shape[0])  # Eq. 1
 
     rows = target_batch["span_rows"].numpy()
     p_t = torch.from_numpy(labels[rows]).to(device)
@@ -478,7 +528,11 @@ def training_step(run: TargetRun, source_batch: dict, target_batch: dict, labels
     if run.denoiser is not None:
         p_new = refine_batch(run, out_s, out_t, source["labels"], p_t, epoch, opts.num_epochs, tally)
         labels[rows] = p_new.float().cpu().numpy()
-    loss_tgt = soft_span_cross_entropy(out_t.logits, p_new.detach(), target["span_sentence"], target["input_ids"].shape[0])  # Eq. 4
+    targets = p_new.detach()
+    if opts.prune_overlaps_in_loss:
+        targets = prune_overlaps(targets, rows, run.target_span_keys, run.classes)
+    loss_tgt = loss_form.target(out_t.logits, targets, target["span_sentence"], target["input_ids"].shape[0])  # Eq. 4
+    tally.predicted_entities += int((out_t.logits.detach().argmax(1) != 0).sum())
 
     loss_aux = auxiliary_loss(run, out_s, out_t, source["labels"], p_new, target_batch, mask_token_id, specials, opts, device)
     loss = target_objective(loss_src, loss_tgt, loss_aux, opts.aux_weight)  # Eq. 5
@@ -489,7 +543,32 @@ def training_step(run: TargetRun, source_batch: dict, target_batch: dict, labels
 # -- outputs -----------------------------------------------------------------------------------
 
 
-def labels_metadata(files: TargetFiles, inputs: TargetInputs, epoch: int, opts: TargetTrainingOptions, denoise_options: DenoiseOptions, tally: EpochTally, changed: int, end_info: dict) -> dict:
+class RunHealthError(RuntimeError):
+    """A target epoch past a run-health limit, with `health_stop` on."""
+
+
+def check_health(inputs: TargetInputs, epoch: int, opts: TargetTrainingOptions, tally: EpochTally, mass_start: float, start_argmax: np.ndarray) -> dict:
+    """The epoch's drift measures (glode.health) against the run's initial labels, whose entity
+    mass and entity count epoch 0 records and later epochs carry over from the state."""
+    carried = (inputs.trainer_in or {}).get("health") or {}
+    mass_initial = carried.get("entity_mass_initial", mass_start) if epoch > 0 else mass_start
+    initial_entities = carried.get("initial_entities", int((start_argmax != 0).sum())) if epoch > 0 else int((start_argmax != 0).sum())
+    health = epoch_health(tally.target_losses, mass_start, entity_mass(inputs.labels), mass_initial, tally.predicted_entities, initial_entities, opts.health_limits)
+    # every epoch's verdict so far, so the last epoch's record (the model card) covers the whole run
+    health["history"] = (carried.get("history", []) if epoch > 0 else []) + [
+        {"epoch": epoch, **{k: health[k] for k in ("loss_climb", "entity_mass_growth", "predicted_entity_ratio", "problems")}}]
+    for problem in health["problems"]:
+        log.warning("run health, epoch %d: %s", epoch, problem)
+    if health["problems"] and opts.health_stop:
+        raise RunHealthError(f"epoch {epoch} stopped by --health-stop: {'; '.join(health['problems'])}")
+    log.info("run health, epoch %d: loss climb %s, entity mass %.1f -> %.1f, model's entity predictions %d (initial labels: %d entity spans)",
+             epoch, "-" if health["loss_climb"] is None else f"{health['loss_climb']:.2f}x", mass_start, health["entity_mass_end"],
+             health["predicted_entities"], initial_entities)
+    return health
+
+
+def labels_metadata(files: TargetFiles, inputs: TargetInputs, epoch: int, opts: TargetTrainingOptions, denoise_options: DenoiseOptions, tally: EpochTally, changed: int, end_info: dict,
+                    health: dict) -> dict:
     """The refined labels' Parquet metadata (docs/data-formats.md)."""
     spans_meta = read_parquet_metadata(files.target_spans)
     meta = {k: spans_meta.get(k) for k in ("dataset", "lang", "split") if k in spans_meta}
@@ -514,11 +593,15 @@ def labels_metadata(files: TargetFiles, inputs: TargetInputs, epoch: int, opts: 
         changed_to=dict(zip(inputs.classes, tally.changed_to)),
         directions=tally.directions,  # global vs local decisions of this epoch's updates (glode study diagnose)
         denoise_end_epoch=json_safe(end_info),
+        method=opts.method,
+        method_deviations=json_safe(method_deviations(opts.method, opts, denoise_options)),
+        health=json_safe(health),
     )
     return meta
 
 
-def trainer_record(files: TargetFiles, inputs: TargetInputs, run: TargetRun, epoch: int, opts: TargetTrainingOptions, denoise_options: DenoiseOptions, changed: int) -> dict:
+def trainer_record(files: TargetFiles, inputs: TargetInputs, run: TargetRun, epoch: int, opts: TargetTrainingOptions, denoise_options: DenoiseOptions, changed: int,
+                   health: dict) -> dict:
     """trainer.json: what the next epoch checks before it resumes (glode.target_state.read_trainer)."""
     inputs_used = {name: str(getattr(files, name)) for name in ("source_sentences", "source_spans", "target_sentences", "target_spans", "labels_in", "backbone")}
     return {
@@ -533,6 +616,9 @@ def trainer_record(files: TargetFiles, inputs: TargetInputs, run: TargetRun, epo
         "denoise_config": json_safe(dataclasses.asdict(denoise_options)),
         "labels_sha256": labels_digest(inputs.labels),
         "labels_changed": changed,
+        "method": opts.method,
+        "method_deviations": json_safe(method_deviations(opts.method, opts, denoise_options)),
+        "health": json_safe(health),
         "target_spans": int(len(inputs.target_spans)),
         "span_settings": dataclasses.asdict(inputs.span_settings),
         "target_tokenisation": sentence_tokenisation(inputs.target),  # `glode tag`'s default for this model
@@ -542,15 +628,15 @@ def trainer_record(files: TargetFiles, inputs: TargetInputs, run: TargetRun, epo
 
 
 def write_epoch_outputs(files: TargetFiles, inputs: TargetInputs, run: TargetRun, epoch: int, opts: TargetTrainingOptions, denoise_options: DenoiseOptions,
-                        tally: EpochTally, initial_argmax: np.ndarray, end_info: dict, seconds: float, device: torch.device) -> dict:
+                        tally: EpochTally, initial_argmax: np.ndarray, end_info: dict, seconds: float, device: torch.device, health: dict) -> dict:
     """The refined labels, the state for the next epoch and (on request) the model; returns the summary."""
     changed = int((inputs.labels.argmax(axis=1) != initial_argmax).sum())
     frame = predictions_frame(inputs.target_spans, inputs.target, inputs.labels, inputs.classes)
     frame["epoch"] = np.full(len(frame), epoch, dtype=np.int16)
-    trainer = trainer_record(files, inputs, run, epoch, opts, denoise_options, changed)
+    trainer = trainer_record(files, inputs, run, epoch, opts, denoise_options, changed, health)
     summary = {**trainer, "last": tally.update_log.last, "denoise_end_epoch": json_safe(end_info), "seconds": seconds,
                "device": describe_device(device, opts.precision), "torch": torch.__version__}
-    write_parquet(frame, files.labels_out, metadata=labels_metadata(files, inputs, epoch, opts, denoise_options, tally, changed, end_info))
+    write_parquet(frame, files.labels_out, metadata=labels_metadata(files, inputs, epoch, opts, denoise_options, tally, changed, end_info, health))
     last = epoch == opts.num_epochs - 1
     save_state(files.state_out, run.model, inputs.tokenizer, run.optimizer, run.scheduler, run.denoiser, run.generators, trainer, summary,
                final_model=files.final_model if last else None)
@@ -575,6 +661,8 @@ def train_target_epoch(files: TargetFiles, epoch: int, opts: TargetTrainingOptio
     log.info("device: %s", describe_device(device, opts.precision))
     inputs = load_target_inputs(files, epoch, opts, denoise_options, entity_types)
     initial_argmax = inputs.labels.argmax(axis=1)
+    mass_start = entity_mass(inputs.labels)
+    log.info("behaviour: method %s%s", opts.method, "".join(f", {k}={v}" for k, v in method_deviations(opts.method, opts, denoise_options).items()))
     run = build_target_run(files, inputs, epoch, opts, denoise_options, device)
     mask_token_id, specials = inputs.tokenizer.mask_token_id, special_token_ids(inputs.tokenizer)
 
@@ -595,7 +683,8 @@ def train_target_epoch(files: TargetFiles, epoch: int, opts: TargetTrainingOptio
             group = UpdateGroup(_LOSS_KEYS)
         tally.update_log.close()
         end_info = tally.end_epoch(run.denoiser, run.generators["bank"], device) if run.denoiser is not None else {}
-        return write_epoch_outputs(files, inputs, run, epoch, opts, denoise_options, tally, initial_argmax, end_info, time.perf_counter() - started, device)
+        health = check_health(inputs, epoch, opts, tally, mass_start, initial_argmax)
+        return write_epoch_outputs(files, inputs, run, epoch, opts, denoise_options, tally, initial_argmax, end_info, time.perf_counter() - started, device, health)
 
 
 def add_input_arguments(parser: argparse.ArgumentParser) -> None:
@@ -623,6 +712,15 @@ def add_input_arguments(parser: argparse.ArgumentParser) -> None:
     add_options(parser, DenoiseOptions, "denoising options (glode.denoise.DenoiseOptions)")
 
 
+def parse_target_arguments(parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.Namespace:
+    """Parse the flags with `--method`'s preset (glode.methods) as the defaults of its keys: a
+    flag given explicitly wins over the preset."""
+    args = parser.parse_args(argv)
+    preset = {key: value for section in method_keys(args.method).values() for key, value in section.items()}
+    parser.set_defaults(**preset)
+    return parser.parse_args(argv)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="glode train-target", description=__doc__.splitlines()[0])
     parser.add_argument("--epoch", required=True, type=int, help="the epoch to run, 0-based (< --num-epochs)")
@@ -639,7 +737,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = parse_target_arguments(build_parser(), argv)
     setup_logging(args.log)
     files = TargetFiles(**{field.name: getattr(args, field.name) for field in dataclasses.fields(TargetFiles)})
     train_target_epoch(files, args.epoch, options_from_args(TargetTrainingOptions, args), options_from_args(DenoiseOptions, args), args.entity_types)

@@ -69,7 +69,7 @@ def as_schema_pattern(props: dict) -> dict:
     ("section", "cls", "set_by_workflow", "renamed"),
     [
         ("source", SourceTrainingOptions, {"seed", "use_mlm"}, {}),
-        ("target", TargetTrainingOptions, {"seed"}, {"num_epochs": "epochs"}),
+        ("target", TargetTrainingOptions, {"seed", "method"}, {"num_epochs": "epochs"}),
         ("denoise", DenoiseOptions, set(), {}),
     ],
 )

@@ -107,7 +107,9 @@ def test_diagnose_reports_changes_thresholds_and_type_scores(tmp_path, capsys):
     write_parquet(frame, tmp_path / "labels.parquet", meta)
     quality = write_json(tmp_path / "q.json", {"per_type": {"PER": {"f1": 0.5}, "LOC": {"f1": 0.0}}})
     assert study.main(["diagnose", "--labels", str(tmp_path / "labels.parquet"), "--quality", quality]) == 0
-    row = capsys.readouterr().out.splitlines()[-1]
+    lines = capsys.readouterr().out.splitlines()
+    row = next(line for line in lines if line.startswith("| 3 |"))
+    assert lines[-1] == "| 3 | - | - | - | - | - | - | not recorded |"  # labels written before the health check
     # LOC: no span labelled with it, so its thresholds are infinite and no span can move to it
     assert row == "| 3 | 2 (O 2) | 4 / 1 / 7 (5) | O 0.500 PER 0.612 LOC inf | O 0.900 PER 0.200 LOC inf | PER 1 LOC 0 | PER 50.0 LOC 0.0 |"
     # --train-logs: ten steps, one per part; losses 0.1 .. 1.0, so last / first = 10
@@ -115,6 +117,28 @@ def test_diagnose_reports_changes_thresholds_and_type_scores(tmp_path, capsys):
     log.write_text("".join(json.dumps({"epoch": 3, "loss_tgt": (i + 1) / 10}) + "\n" for i in range(10)))
     assert study.main(["diagnose", "--labels", str(tmp_path / "labels.parquet"), "--quality", quality, "--train-logs", str(log)]) == 0
     assert capsys.readouterr().out.splitlines()[-1] == "| 3 | 10 | 0.100 0.200 0.300 0.400 0.500 0.600 0.700 0.800 0.900 1.000 | 10.0 |"
+
+
+def test_diagnose_without_gold_reads_the_health_and_the_loss_of_a_raw_text_run(tmp_path, capsys):
+    """A raw-text target has no gold, so no label-quality files: the labels (with the health check
+    each epoch recorded) and the training logs are enough."""
+    from glode.io import write_parquet
+
+    health = {"loss_climb": 11.58, "entity_mass_start": 8000.0, "entity_mass_end": 15760.0, "entity_mass_growth": 1.97,
+              "entity_mass_vs_initial": 1.97, "predicted_entity_ratio": 1.3, "problems": ["the pseudo labels' entity mass grew 1.97x within the epoch (limit 1.5x)"]}
+    frame = pd.DataFrame({"sent_id": [0], "start": [0], "end": [0], "label": ["PER"]})
+    write_parquet(frame, tmp_path / "labels.parquet", {"classes": ["O", "PER"], "epoch": 2, "method": "paper", "health": health})
+    log = tmp_path / "train_log.jsonl"
+    log.write_text("".join(json.dumps({"epoch": 2, "loss_tgt": 1.0}) + "\n" for _ in range(10)))
+    assert study.main(["diagnose", "--labels", str(tmp_path / "labels.parquet"), "--train-logs", str(log)]) == 0
+    out = capsys.readouterr().out
+    assert "| 2 | 0 () | - | - | - | PER 1 | - |" in out  # no quality file: no F1 column
+    assert "| 2 | paper | 11.58x | 8,000 -> 15,760 | 1.97x | 1.97x | 1.30x | the pseudo labels' entity mass grew 1.97x within the epoch (limit 1.5x) |" in out
+    assert out.splitlines()[-1] == "| 2 | 10 | 1.000 1.000 1.000 1.000 1.000 1.000 1.000 1.000 1.000 1.000 | 1.0 |"
+    assert study.main(["diagnose", "--train-logs", str(log)]) == 0  # the logs alone
+    assert capsys.readouterr().out.splitlines()[-1].startswith("| 2 | 10 |")
+    with pytest.raises(ValueError, match="nothing to diagnose"):
+        study.main(["diagnose"])
 
 
 def test_diagnose_checks_the_changed_labels_against_the_gold(tmp_path, capsys):

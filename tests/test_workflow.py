@@ -145,31 +145,32 @@ def test_target_runs_as_one_job_each_with_target_jobs_run(project_root, tmp_path
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     commands = shell_commands(result.stdout)
     runs = [c for c in commands if c.startswith("glode train-target-run")]
-    assert len(runs) == 16 and not any(c.startswith("glode train-target ") for c in commands)
+    assert len(runs) == 2 * 10 and not any(c.startswith("glode train-target ") for c in commands)  # 2 targets x 10 variants
     assert all("--last-epoch 4" in c and "--test-predictions-out results/predictions/" in c for c in runs)  # the demo's 5 epochs
     predicted = [c.split("--out ")[1].split()[0] for c in commands if c.startswith("glode pseudo-label")]
     assert predicted and not any("/target-" in p for p in predicted)  # the run jobs predict their own test split
     quality = [c for c in commands if c.startswith("glode label-quality")]
-    assert len(quality) == 16 + 4 and sum(c.count("/epoch") == 10 for c in quality) == 16  # one job scores a run's 5 epochs
+    assert len(quality) == 20 + 4 and sum(c.count("/epoch") == 10 for c in quality) == 20  # one job scores a run's 5 epochs
     paper = dry_run(project_root, tmp_path / "paper")
     assert paper.returncode == 0 and "train_target_epoch" in paper.stdout and "train_target_run" not in paper.stdout
 
 
 def test_study_plans_one_seed_per_invocation(project_root, tmp_path):
-    """`results/study/seed1/scores.csv` (config/study.yaml) plans one seed of the study's five
-    systems on its six targets, the label quality of every epoch of both variants, and the
-    paired bootstrap of both comparisons from the predictions beside each score."""
+    """`results/study/seed1/scores.csv` (config/study.yaml) plans one seed of the study's seven
+    systems on its six targets, the label quality of every epoch of its four variants, and the
+    paired bootstrap of its four comparisons from the predictions beside each score."""
     result = dry_run(project_root, tmp_path, str(project_root / "config/study.yaml"), "--printshellcmds", "results/study/seed1/scores.csv")
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     commands = shell_commands(result.stdout)
     collect = [c for c in commands if c.startswith("glode study collect")]
-    assert len(collect) == 1 and "--initial glode=source-mlm wo_denoising=source-mlm" in collect[0]
-    assert "--compare target-glode=target-wo_denoising target-glode=source-tokencls" in collect[0]
+    assert len(collect) == 1 and "--initial glode=source-mlm wo_denoising=source-mlm glode_authors=source-mlm wo_denoising_authors=source-mlm" in collect[0]
+    assert ("--compare target-glode=target-wo_denoising target-glode=source-tokencls "
+            "target-glode_authors=target-wo_denoising_authors target-glode_authors=target-glode") in collect[0]
     # 5 target epochs, zh 6 (config.yaml's per-language override, kept by the study)
-    assert collect[0].count("/metrics.json") == 6 * 5 and collect[0].count("/epoch") == 5 * 2 * 5 + 2 * 6
+    assert collect[0].count("/metrics.json") == 6 * 7 and collect[0].count("/epoch") == 5 * 4 * 5 + 4 * 6
     assert not any("seed2" in c for c in commands)
     epochs = [c for c in commands if c.startswith("glode train-target ")]
-    assert len(epochs) == 5 * 2 * 5 + 2 * 6 and all("/wo_mlm/" not in c for c in epochs)
+    assert len(epochs) == 5 * 4 * 5 + 4 * 6 and all("/wo_mlm/" not in c for c in epochs)
     # one token classifier per dataset, applied to each of its targets' test files
     assert len([c for c in commands if c.startswith("glode train-tokencls ")]) == 2
     assert len([c for c in commands if c.startswith("glode predict-tokencls ")]) == 6
@@ -181,7 +182,7 @@ def test_study_plans_one_target_of_one_seed(project_root, tmp_path):
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     commands = shell_commands(result.stdout)
     (collect,) = [c for c in commands if c.startswith("glode study collect")]
-    assert collect.count("/metrics.json") == 5 and all("/wikiann/zh/" in p for p in collect.split() if p.endswith(".json"))
+    assert collect.count("/metrics.json") == 7 and all("/wikiann/zh/" in p for p in collect.split() if p.endswith(".json"))
     assert "--bootstrap-out results/study/wikiann/zh/seed2/bootstrap.csv" in collect
     assert not any("seed1" in c or "/conll/" in c for c in commands)
     tagger = [c for c in commands if c.startswith("glode train-tokencls ")]
@@ -190,3 +191,33 @@ def test_study_plans_one_target_of_one_seed(project_root, tmp_path):
     # the same settings as source-plain, apart from the flags that only the span model takes
     for flag in ("--use-mlm false", "--epochs 3", "--batch-size 16", "--lr 0.0001", "--head-lr 0.001", "--encoder-layers 8", "--train-top-layers 6", "--precision bf16", "--seed 2"):
         assert flag in tagger[0] and flag in plain[0]
+
+
+def test_the_authors_preset_plans_its_own_target_runs_on_the_same_source_stages(project_root, tmp_path):
+    """glode_authors and wo_denoising_authors (method: authors) train with the preset's flags, from
+    the same source model and initial labels as the paper-literal variants: nothing before the
+    target stage is planned twice."""
+    result = dry_run(project_root, tmp_path, str(project_root / "config/study.yaml"), "--printshellcmds", "results/study/conll/es/seed1/scores.csv")
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    commands = shell_commands(result.stdout)
+    epoch0 = {c.split("/seed1/epoch0/state")[0].rsplit("/", 1)[-1]: c for c in commands if c.startswith("glode train-target --epoch 0 ")}
+    assert set(epoch0) == {"glode", "wo_denoising", "glode_authors", "wo_denoising_authors"}
+    authors = ("--method authors", "--target-loss-input probabilities", "--loss-averaging span", "--prune-initial-labels true",
+               "--prune-overlaps-in-loss true", "--beta-schedule authors", "--thresholds authors", "--epoch-labels before_update")
+    paper = ("--method paper", "--target-loss-input logits", "--loss-averaging sentence", "--prune-initial-labels false",
+             "--prune-overlaps-in-loss false", "--beta-schedule paper", "--thresholds paper", "--epoch-labels refined")
+    for variant, command in epoch0.items():
+        assert all(flag in command for flag in (authors if variant.endswith("_authors") else paper)), variant
+    assert "--denoise false" in epoch0["wo_denoising_authors"] and "--denoise true" in epoch0["glode_authors"]
+    labels_in = {c.split("--labels-in ")[1].split()[0] for c in epoch0.values()}
+    init = {c.split("--init-model ")[1].split()[0] for c in epoch0.values()}
+    assert labels_in == {"results/predictions/conll/es/source-mlm/seed1/train.parquet"} and init == {"results/source/conll/mlm-es/seed1/model"}
+    assert len([c for c in commands if c.startswith("glode train-source ")]) == 2  # plain and mlm-es, once each
+    # a variant may override one key of its preset
+    overlay = tmp_path / "mixed.yaml"
+    overlay.write_text(yaml.safe_dump({"variants": {"glode_authors": {"method": "authors", "target": {"prune_initial_labels": False}}}}))
+    mixed = dry_run(project_root, tmp_path / "mixed", str(project_root / "config/study.yaml"), str(overlay), "--printshellcmds",
+                    "results/target/conll/es/glode_authors/seed1/epoch0/labels.parquet")
+    assert mixed.returncode == 0, mixed.stdout[-3000:] + mixed.stderr[-3000:]
+    (command,) = [c for c in shell_commands(mixed.stdout) if c.startswith("glode train-target ")]
+    assert "--prune-initial-labels false" in command and "--method authors" in command and "--target-loss-input probabilities" in command

@@ -2,6 +2,8 @@
 import shlex
 from pathlib import Path
 
+from glode.methods import method_keys
+
 # The metrics file of one evaluation: the output pattern of rule `evaluate`, and (through
 # `metrics_file`) every list of metrics files that a target or a table asks for.
 METRICS_PATTERN = "results/eval/{dataset}/{lang}/{system}/seed{seed}/metrics.json"
@@ -355,11 +357,24 @@ def initial_pseudo_label_files():
     return [prediction_file(*run, "train") for run in source_runs()]
 
 
+def variant_method(variant):
+    """A variant's behaviour preset (glode.methods): its own `method`, else the config's."""
+    return config["variants"][variant].get("method", config.get("method", "paper"))
+
+
 def variant_settings(variant):
-    """(train-target settings, denoiser settings, initial-label system) of a variant."""
+    """(train-target settings, denoiser settings, initial-label system) of a variant: its
+    method's preset, under the config's sections, under the variant's own overlay."""
     overlay = config["variants"][variant]
-    target = {**config["target"], **overlay.get("target", {})}
-    denoise = {**config["denoise"], **overlay.get("denoise", {})}
+    method = variant_method(variant)
+    preset = method_keys(method)
+    target = {
+        **preset["target"],
+        **config["target"],
+        **overlay.get("target", {}),
+        "method": method,
+    }
+    denoise = {**preset["denoise"], **config["denoise"], **overlay.get("denoise", {})}
     return target, denoise, overlay.get("initial_labels", "source-mlm")
 
 
@@ -582,7 +597,12 @@ def study_variants():
 
 # The study's systems, and its paired significance tests (A=B: F1 of A minus F1 of B).
 STUDY_SOURCE_SYSTEMS = ("source-tokencls", *SOURCE_SYSTEMS)
-STUDY_COMPARISONS = ("target-glode=target-wo_denoising", "target-glode=source-tokencls")
+STUDY_COMPARISONS = (
+    "target-glode=target-wo_denoising",
+    "target-glode=source-tokencls",
+    "target-glode_authors=target-wo_denoising_authors",
+    "target-glode_authors=target-glode",
+)
 
 
 def study_target_pairs(wildcards):

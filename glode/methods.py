@@ -1,0 +1,63 @@
+"""Two behaviours of the target stage: the paper's text, and the authors' code (github
+Ding-ZJ/GLoDe at 17cdf89), as presets of the options where the two differ.
+
+Each key belongs to the options of its equation's home: `target` keys are
+glode.train_target.TargetTrainingOptions (the losses, glode.objectives.TargetLossForm, and the
+pruning of pseudo labels), `denoise` keys glode.denoise.DenoiseOptions (beta and the thresholds).
+A preset only sets defaults: every key stays overridable, in a config section or a variant's
+overlay (workflow/rules/common.smk: variant_settings) or as a flag of `glode train-target`.
+docs/method.md lists every difference, with the authors' file:line.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+METHODS: dict[str, dict[str, dict[str, Any]]] = {
+    "paper": {
+        "target": {
+            "target_loss_input": "logits",  # Eq. 4
+            "loss_averaging": "sentence",  # Eqs. 1, 4: 1/N sum_X 1/|S(X)| ...
+            "prune_initial_labels": False,  # the source model's soft distributions
+            "prune_overlaps_in_loss": False,
+        },
+        "denoise": {
+            "beta_schedule": "paper",  # 0.95 -> 0.80 uniformly
+            "thresholds": "paper",  # Eq. 7 with the epoch's prototypes
+            "epoch_labels": "refined",
+        },
+    },
+    "authors": {
+        "target": {
+            "target_loss_input": "probabilities",  # train_tgt_model.py:59, 289, 415, 693
+            "loss_averaging": "span",  # train_tgt_model.py:221-222, 699
+            "prune_initial_labels": True,  # generate_pseudo_labels.py:291, eval_metric.py:200-202
+            "prune_overlaps_in_loss": True,  # train_tgt_model.py:683-697, train_tgt_model.sh --postprocess_pseudo
+        },
+        "denoise": {
+            "beta_schedule": "authors",  # train_tgt_model.py:674-678 with WARMUP=1
+            "thresholds": "authors",  # train_tgt_model.py:314-316, 470-511
+            "epoch_labels": "before_update",  # train_tgt_model.py:291, 296
+        },
+    },
+}
+
+METHOD_SECTIONS = ("target", "denoise")
+
+
+def method_keys(method: str) -> dict[str, dict[str, Any]]:
+    """The preset's {section: {key: value}}; a clear error for an unknown name."""
+    if method not in METHODS:
+        raise ValueError(f"unknown method {method!r}: one of {sorted(METHODS)}")
+    return {section: dict(values) for section, values in METHODS[method].items()}
+
+
+def method_deviations(method: str, *options: Any) -> dict[str, Any]:
+    """The preset's keys whose value in the given option dataclasses differs from the preset:
+    {key: value as run}. Empty when the run is the preset as written."""
+    values: dict[str, Any] = {}
+    for opts in options:
+        values.update(dataclasses.asdict(opts))
+    preset = {k: v for section in method_keys(method).values() for k, v in section.items()}
+    return {key: values[key] for key, expected in preset.items() if key in values and values[key] != expected}
