@@ -65,9 +65,10 @@ QUALITY_KEY = ["dataset", "lang", "variant", "seed", "epoch"]
 VARIANT_LABELS = {"wo_denoising": "w/o denoising", "glode": "GLoDe (global&local)"}
 SEED_LINESTYLES = ["-", "--", ":", "-."]
 FIGURE_COLUMNS = 3  # panels per row of the per-seed figure (six targets: two rows)
-SYSTEM_ORDER = ["source-tokencls", "source-plain", "source-mlm", "target-wo_denoising", "target-glode"]
+SYSTEM_ORDER = ["source-tokencls", "source-plain", "source-mlm", "target-wo_denoising", "target-glode", "target-wo_denoising_authors", "target-glode_authors"]
 # The orderings the study checks on each target's mean F1 (issue 20's expected outcome).
-ORDERINGS = (("target-glode", "target-wo_denoising", "source-plain"), ("target-glode", "source-tokencls"))
+ORDERINGS = (("target-glode", "target-wo_denoising", "source-plain"), ("target-glode", "source-tokencls"),
+             ("target-glode_authors", "target-wo_denoising_authors", "source-plain"), ("target-glode_authors", "target-glode"))
 
 
 def percent(obj: dict, key: str, path: Path) -> float:
