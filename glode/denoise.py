@@ -88,6 +88,14 @@ def global_scores(z: torch.Tensor, prototypes: torch.Tensor) -> torch.Tensor:
     return z @ prototypes.to(z.dtype).T
 
 
+def _own_class_score_sums(scores: torch.Tensor, pseudo_labels: torch.Tensor, num_classes: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per class c: the sum (float64) of scores[:, c] over the spans labelled c, and their count."""
+    labels = pseudo_labels.long()
+    own = scores.gather(1, labels[:, None]).squeeze(1).double()
+    sums = torch.zeros(num_classes, dtype=torch.float64, device=scores.device).index_add_(0, labels, own)
+    return sums, torch.bincount(labels, minlength=num_classes)
+
+
 def class_thresholds(scores: torch.Tensor, pseudo_labels: torch.Tensor, num_classes: int) -> torch.Tensor:
     """Per-class similarity threshold sim_T^c (Eq. 7): the mean of scores[:, c] over the spans
     whose pseudo label (argmax of the soft label) is c.
@@ -95,10 +103,7 @@ def class_thresholds(scores: torch.Tensor, pseudo_labels: torch.Tensor, num_clas
     Used for global and local scores alike. A class that no span is labelled with gets +inf, so
     no span can pass it (there is no evidence of what a typical score for it looks like).
     """
-    labels = pseudo_labels.long()
-    own = scores.gather(1, labels[:, None]).squeeze(1).double()
-    sums = torch.zeros(num_classes, dtype=torch.float64, device=scores.device).index_add_(0, labels, own)
-    counts = torch.bincount(labels, minlength=num_classes)
+    sums, counts = _own_class_score_sums(scores, pseudo_labels, num_classes)
     means = sums / counts.clamp_min(1)
     return torch.where(counts > 0, means, torch.full_like(means, math.inf)).to(scores.dtype)
 
@@ -108,10 +113,7 @@ def class_thresholds_with_zero_row(scores: torch.Tensor, pseudo_labels: torch.Te
     :501-511 local): the mean of scores[:, c] over the spans labelled c *and one zero row*, i.e.
     sum / (n_c + 1). A class that no span is labelled with gets 0 (any positive score passes),
     not +inf as in `class_thresholds`."""
-    labels = pseudo_labels.long()
-    own = scores.gather(1, labels[:, None]).squeeze(1).double()
-    sums = torch.zeros(num_classes, dtype=torch.float64, device=scores.device).index_add_(0, labels, own)
-    counts = torch.bincount(labels, minlength=num_classes)
+    sums, counts = _own_class_score_sums(scores, pseudo_labels, num_classes)
     return (sums / (counts + 1)).to(scores.dtype)
 
 

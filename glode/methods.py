@@ -43,9 +43,6 @@ METHODS: dict[str, dict[str, dict[str, Any]]] = {
     },
 }
 
-METHOD_SECTIONS = ("target", "denoise")
-
-
 def method_keys(method: str) -> dict[str, dict[str, Any]]:
     """The preset's {section: {key: value}}; a clear error for an unknown name."""
     if method not in METHODS:

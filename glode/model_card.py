@@ -399,8 +399,9 @@ def model_card_text(summary: dict, *, data: list[dict], scores: dict | None = No
         training_section(summary, version or glode.__version__),
         scores_section(summary, data, scores),
     ]
-    if behaviour_section(summary):
-        sections.insert(4, behaviour_section(summary))
+    behaviour = behaviour_section(summary)
+    if behaviour:
+        sections.insert(4, behaviour)
     if unreachable:
         sections.append(unreachable_section(summary, unreachable))
     sections += [usage_section(str(model_dir), card_language(data)), limits_section(summary, data)]

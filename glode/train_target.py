@@ -418,7 +418,7 @@ class EpochTally:
     the denoiser was ready and its beta, the projections and local scores that `Denoiser.end_epoch`
     needs, seconds spent denoising since the last update, and the per-update log and progress bar."""
 
-    def __init__(self, n_classes: int, update_log: UpdateLog):
+    def __init__(self, n_classes: int, update_log: UpdateLog, keep_step_global_scores: bool = False):
         self.changed, self.updated, self.changed_to = 0, 0, [0] * n_classes
         self.directions = dict(NO_DIRECTIONS)
         self.ready, self.beta = False, None
@@ -426,6 +426,7 @@ class EpochTally:
         self.projections: dict[str, list[torch.Tensor]] = {"z_t": [], "y_t": [], "local_t": [], "global_t": [], "z_s": [], "y_s": []}
         self.local_complete = True
         self.update_log = update_log
+        self.keep_step_global_scores = keep_step_global_scores  # only `thresholds: authors` reads them
         self.target_losses: list[float] = []  # per update, for the run-health check
         self.predicted_entities = 0  # target spans the model's training forward passes call entities
 
@@ -438,7 +439,7 @@ class EpochTally:
             self.projections["local_t"].append(info["local_scores"].float().cpu())
         elif len(y_t):
             self.local_complete = False
-        if info["global_scores"] is not None:
+        if self.keep_step_global_scores and info["global_scores"] is not None:
             self.projections["global_t"].append(info["global_scores"].float().cpu())
         self.changed += info["changed"]
         self.updated += info["updated"]
@@ -461,9 +462,7 @@ class EpochTally:
         """Thresholds (Eq. 7) and the new neighbour bank from this epoch's projections."""
         cat = {key: torch.cat(values).to(device) for key, values in self.projections.items() if key not in ("local_t", "global_t")}
         local = torch.cat(self.projections["local_t"]).to(device) if self.local_complete and self.projections["local_t"] else None
-        step_global = None
-        if denoiser.config.thresholds == "authors" and denoiser.config.use_global:
-            step_global = torch.cat(self.projections["global_t"]).to(device)  # each step's scores under its own prototypes
+        step_global = torch.cat(self.projections["global_t"]).to(device) if self.projections["global_t"] else None  # each step's scores under its own prototypes
         self.projections = {}
         return denoiser.end_epoch(cat["z_t"], cat["y_t"], cat["z_s"], cat["y_s"], generator=generator, target_local_scores=local,
                                   target_global_scores=step_global)
@@ -669,7 +668,8 @@ def train_target_epoch(files: TargetFiles, epoch: int, opts: TargetTrainingOptio
     with contextlib.ExitStack() as outputs:
         # The log goes to a temporary file renamed into place together with the other outputs, at the end.
         log_file = outputs.enter_context(open(outputs.enter_context(atomic_path(files.train_log)), "w", encoding="utf-8")) if files.train_log else None
-        tally = EpochTally(len(inputs.classes), UpdateLog(log_file, run.updates_per_epoch, f"train-target epoch {epoch}", progress))
+        keep_global = run.denoiser is not None and denoise_options.use_global and denoise_options.thresholds == "authors"
+        tally = EpochTally(len(inputs.classes), UpdateLog(log_file, run.updates_per_epoch, f"train-target epoch {epoch}", progress), keep_global)
         group = UpdateGroup(_LOSS_KEYS)
         for i, (target_batch, source_batch) in enumerate(zip(run.target_loader, run.source_loader)):
             group_size = accumulation_group_size(i, run.steps_per_epoch, opts.grad_accumulation)
