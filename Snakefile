@@ -58,6 +58,8 @@ include: "workflow/rules/study.smk"
 # Said once, when the plan is made: a target without a test file is trained, not scored.
 if unscored_targets_message():
     print(unscored_targets_message(), file=sys.stderr)
+for line in span_limit_plan_lines():
+    print(line, file=sys.stderr)
 
 
 rule all:

@@ -24,6 +24,7 @@ from torch.utils.data import Sampler
 
 from glode.io import GlodeInputError
 from glode.model import MORPH_PAD, subword_width_bucket
+from glode.span_limit import DEFAULT_MAX_SPAN_LEN
 from glode.spans import encode_words, sentence_tokenisation, word_subword_bounds
 
 
@@ -71,7 +72,7 @@ def build_items(
     spans: pd.DataFrame | None = None,
     classes: Sequence[str] | None = None,
     soft_targets: np.ndarray | None = None,
-    max_span_len: int = 4,
+    max_span_len: int = DEFAULT_MAX_SPAN_LEN,
     spans_path: os.PathLike | str = "<spans>",
 ) -> list[dict]:
     """One item per sentence (in `sentences` order).
@@ -276,7 +277,7 @@ class SpanCollator:
     `span_rows` (rows of the spans table); `labels` [N] and/or `targets` [N, C] when present.
     """
 
-    def __init__(self, pad_token_id: int, width_buckets: int = 4):
+    def __init__(self, pad_token_id: int, width_buckets: int = DEFAULT_MAX_SPAN_LEN):
         self.pad_token_id = pad_token_id
         self.width_buckets = width_buckets
 
@@ -313,7 +314,7 @@ class SpanCollator:
         return batch
 
 
-def make_loader(items: Sequence[dict], batch_size: int, pad_token_id: int, shuffle: bool, seed: int = 0, num_workers: int = 0, width_buckets: int = 4):
+def make_loader(items: Sequence[dict], batch_size: int, pad_token_id: int, shuffle: bool, seed: int = 0, num_workers: int = 0, width_buckets: int = DEFAULT_MAX_SPAN_LEN):
     """A DataLoader over `items` with the length-bucketed sampler; returns (loader, sampler)."""
     sampler = LengthBucketBatchSampler([len(it["input_ids"]) for it in items], batch_size, shuffle=shuffle, seed=seed)
     loader = torch.utils.data.DataLoader(

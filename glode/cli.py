@@ -15,6 +15,7 @@ from pathlib import Path
 
 STAGES = {
     "prepare": ("glode.prepare", "read the benchmark files, check sha256, write sentence Parquet"),
+    "span-limit": ("glode.span_limit", "choose max_span_len from the source entities (spans.max_span_len: auto)"),
     "spans": ("glode.spans", "enumerate candidate spans of every sentence to Parquet"),
     "backbone": ("glode.backbone", "build the offline multilingual-e5-small Hugging Face directory"),
     "frozen-states": ("glode.frozen_states", "the frozen bottom encoder layers' output per sentence, computed once"),

@@ -8,10 +8,10 @@ Shape of the model (docs/reference-notes.md, "Spans and the span model"):
     H'  --dense, GELU, LayerNorm, decoder tied to the word embeddings--> vocabulary logits (Eq. 2)
 
 The width part of z is the authors' two embeddings: the span's subword width (last minus
-first subword position) clipped to 0..3 (50-d; allennlp's `bucket_values` with 4 buckets is the
-identity below 5, so this is a plain clip), and its word count 1..max_span_len (100-d). The
-morphology part sums one 100-d embedding per word's case class (`glode.spans.morph_class`, 0..4)
-over the span's up-to-4 words; short spans are padded with id 5, whose embedding is fixed at 0.
+first subword position) in `max_span_len` semi-log buckets (50-d; `subword_width_bucket`), and
+its word count 1..max_span_len (100-d). The morphology part sums one 100-d embedding per word's
+case class (`glode.spans.morph_class`, 0..4) over the span's words; short spans are padded with
+id 5, whose embedding is fixed at 0.
 
 The 128-d projection: in the authors' code no loss ever reaches it, so it stays the random
 projection it was initialised as. `train_projection=False` (default) reproduces that: its
@@ -45,6 +45,7 @@ from transformers import AutoConfig, AutoModel, PretrainedConfig, PreTrainedMode
 from transformers.utils import ModelOutput
 
 from glode.backbone import check_if_local, explain_load_errors, is_local_path, local_load_options
+from glode.span_limit import DEFAULT_MAX_SPAN_LEN
 
 log = logging.getLogger(__name__)
 
@@ -55,9 +56,15 @@ MORPH_CLASSES = 5  # glode.spans.morph_class: upper, lower, title, digit, other
 MORPH_PAD = MORPH_CLASSES  # padding id of the per-word morphology slots (zero embedding)
 
 
-def subword_width_bucket(start: torch.Tensor, end: torch.Tensor, n_buckets: int = 4) -> torch.Tensor:
-    """Bucket of a span's subword width: end - start (0 for a one-subword span), clipped to n_buckets - 1."""
-    return (end - start).clamp(min=0, max=n_buckets - 1)
+def subword_width_bucket(start: torch.Tensor, end: torch.Tensor, n_buckets: int = DEFAULT_MAX_SPAN_LEN) -> torch.Tensor:
+    """Bucket of a span's subword width d = end - start (0 for a one-subword span), as the
+    authors' span extractor buckets it (models/bert_model_spanner.py:28-32: allennlp's
+    EndpointSpanExtractor, `num_width_embeddings=max_spanLen`, `bucket_widths=True`): d itself
+    up to 4, then floor(log2 d) + 3 (5-7 -> 5, 8-15 -> 6, 16-31 -> 7, ...), clipped to
+    n_buckets - 1. With the paper's 4 buckets this is a plain clip to 0..3."""
+    width = (end - start).clamp(min=0)
+    log_bucket = torch.log2(width.clamp(min=1).double()).floor().long() + 3
+    return torch.where(width <= 4, width, log_bucket).clamp(max=n_buckets - 1)
 
 
 class SpanModelConfig(PretrainedConfig):
@@ -69,8 +76,8 @@ class SpanModelConfig(PretrainedConfig):
         self,
         encoder_config: dict | None = None,
         classes: Sequence[str] | None = None,
-        max_span_len: int = 4,
-        subword_width_buckets: int = 4,
+        max_span_len: int = DEFAULT_MAX_SPAN_LEN,
+        subword_width_buckets: int | None = None,
         subword_width_dim: int = 50,
         word_width_dim: int = 100,
         morph_dim: int = 100,
@@ -86,7 +93,8 @@ class SpanModelConfig(PretrainedConfig):
         if not self.classes or self.classes[0] != "O":
             raise ValueError(f"classes must start with 'O', got {self.classes}")
         self.max_span_len = max_span_len
-        self.subword_width_buckets = subword_width_buckets
+        # the authors size the subword-width buckets by the span limit (subword_width_bucket)
+        self.subword_width_buckets = subword_width_buckets if subword_width_buckets is not None else max_span_len
         self.subword_width_dim = subword_width_dim
         self.word_width_dim = word_width_dim
         self.morph_dim = morph_dim

@@ -34,6 +34,8 @@ MISSING = "-"  # a table cell whose value is unknown
 
 # The three kinds of model directory a training stage writes.
 SOURCE, TARGET, TOKENCLS = "source", "target", "tokencls"
+# The target stage's behaviour presets (glode.methods), in words.
+METHOD_TEXT = {"paper": "the paper's text", "authors": "the authors' code"}
 
 
 # -- what the summary says ----------------------------------------------------------------------
@@ -53,17 +55,30 @@ def model_kind(summary: dict) -> str:
     return SOURCE
 
 
-def system_name(summary: dict) -> str:
+def target_variant(summary: dict) -> str | None:
+    """The variant a target model was trained as: `variant` of its summary (`glode train-target
+    --variant`, which the workflow sets; without the flag, read from the workflow's output paths:
+    glode.train_target.resolve_variant), or None where nothing recorded it."""
+    return summary.get("variant") or None
+
+
+def method_of(summary: dict) -> str | None:
+    """The behaviour preset a target model trained with (`method`: paper or authors), if recorded."""
+    return summary.get("method") or (summary.get("options") or {}).get("method")
+
+
+def system_name(summary: dict) -> str | None:
     """The model's system as the workflow names it (results/eval/.../{system}/...).
 
-    A target model's summary records no variant unless the caller added one ("variant"); the
+    A target model's system is `target-{variant}`, from the variant its summary records; the
     same options can belong to two variants (glode and wo_mlm_init differ only in their initial
-    labels), so it is not guessed: the name keeps a `<variant>` placeholder."""
+    labels), so an unrecorded variant is not guessed: the system is then None (unknown)."""
     kind = model_kind(summary)
     if kind == TOKENCLS:
         return "source-tokencls"
     if kind == TARGET:
-        return f"target-{summary.get('variant') or '<variant>'}"
+        variant = target_variant(summary)
+        return f"target-{variant}" if variant else None
     return "source-mlm" if (summary.get("options") or {}).get("use_mlm", True) else "source-plain"
 
 
@@ -193,7 +208,8 @@ def title(summary: dict, data: Sequence[dict]) -> list[str]:
     route = " -> ".join(entry["lang"] for entry in (source, target) if entry and entry.get("lang"))
     dataset = (target or source or {}).get("dataset")
     parts = [part for part in (dataset, route) if part]
-    return [f"# glode {system_name(summary)}" + (f" ({', '.join(parts)})" if parts else "")]
+    name = system_name(summary) or "target model, variant unknown"
+    return [f"# glode {name}" + (f" ({', '.join(parts)})" if parts else "")]
 
 
 def model_description(summary: dict) -> str:
@@ -230,7 +246,15 @@ def target_recipe(summary: dict) -> str:
 
 def what_section(summary: dict) -> list[str]:
     types = entity_types(summary)
-    lines = ["## Model", "", model_description(summary), "", f"- system: `{system_name(summary)}`"]
+    system = system_name(summary)
+    lines = ["## Model", "", model_description(summary), ""]
+    lines.append(f"- system: `{system}`" if system else "- system: unknown (a target model's system is named after its variant, which was not recorded)")
+    if model_kind(summary) == TARGET:
+        variant, method = target_variant(summary), method_of(summary)
+        trained = f"`{variant}`" if variant else "unknown (not recorded when the model was trained)"
+        if method:
+            trained += f", trained with method `{method}` ({METHOD_TEXT.get(method, method)})"
+        lines.append(f"- variant: {trained}")
     lines.append(f"- entity types: {', '.join(types) if types else 'not recorded'}")
     if model_kind(summary) == TOKENCLS:
         lines.append(f"- labels: {', '.join(summary.get('labels') or [])}")
@@ -266,7 +290,8 @@ def training_section(summary: dict, version: str) -> list[str]:
     lines = ["## Backbone and settings", ""]
     lines += [f"- backbone: `{backbone_of(summary) or 'not recorded'}`", f"- seed: {cell(seed_of(summary))}", f"- glode version: {version}"]
     if max_span_len is not None:
-        lines.append(f"- max_span_len: {max_span_len} words")
+        rule = (summary.get("span_settings") or {}).get("limit_rule") or "fixed"
+        lines.append(f"- max_span_len: {max_span_len} words ({rule})")
     lines += [f"- max_seq_len: {cell(max_seq_len)} subwords", "", "Training options:", ""]
     lines += table(("option", "value"), sorted((summary.get("options") or {}).items()))
     if summary.get("denoise_config"):
@@ -279,8 +304,13 @@ def scores_section(summary: dict, data: Sequence[dict], scores: dict | None) -> 
     if not scores:
         entry = entry_with_role(data, "target") or entry_with_role(data, "source") or {}
         target = entry_with_role(data, "target") or {}
-        path = SCORES_PATH.format(dataset=entry.get("dataset") or "<dataset>", lang=target.get("lang") or "<lang>",
-                                  system=system_name(summary), seed=cell(seed_of(summary)))
+        dataset, lang, system = entry.get("dataset") or "<dataset>", target.get("lang") or "<lang>", system_name(summary)
+        if system is None:  # a target model of unknown variant: its directory cannot be named
+            where = SCORES_PATH.split("{system}")[0].format(dataset=dataset, lang=lang)
+            return lines + [f"This model was not scored when it was written. The workflow's `glode evaluate` writes the test scores of each "
+                            f"target variant under `{where}`, in a directory named `target-` and the variant's name; this model's variant "
+                            f"was not recorded."]
+        path = SCORES_PATH.format(dataset=dataset, lang=lang, system=system, seed=cell(seed_of(summary)))
         return lines + [f"This model was not scored when it was written. The workflow's `glode evaluate` writes its test scores to `{path}`."]
     seqeval = scores.get("seqeval") or {}
     gold = (scores.get("counts") or {}).get("gold_entities", seqeval.get("gold_entities"))
@@ -342,11 +372,11 @@ def ratio_text(value: float | None) -> str:
 
 def behaviour_section(summary: dict) -> list[str]:
     """A target model's behaviour preset (glode.methods) and the run-health check of each epoch."""
-    method = summary.get("method") or (summary.get("options") or {}).get("method")
+    method = method_of(summary)
     if model_kind(summary) != TARGET or method is None:
         return []
     deviations = summary.get("method_deviations") or {}
-    preset = {"paper": "the paper's text", "authors": "the authors' code"}.get(method, method)
+    preset = METHOD_TEXT.get(method, method)
     lines = ["## Behaviour and run health", "", f"- method: `{method}` ({preset})"]
     lines.append("- keys changed from the preset: " + (", ".join(f"`{k}={v}`" for k, v in sorted(deviations.items())) or "none"))
     history = (summary.get("health") or {}).get("history") or []

@@ -38,11 +38,17 @@ class GlodeNER:
         self.tagger = Tagger.load(model, device=device, precision=precision, batch_size=batch_size, quiet=True)
 
     def __call__(self, doc: Doc) -> Doc:
+        if not isinstance(doc, Doc):
+            raise TypeError(f"{self.name}: expected a spaCy Doc, got {type(doc).__name__}")
         return next(iter(self.pipe([doc])))
 
     def pipe(self, docs: Iterable[Doc], batch_size: int = 128) -> Iterator[Doc]:
+        """The docs tagged in batches; an item that is not a Doc is a TypeError naming its
+        position, raised before its batch is tagged."""
         batch: list[Doc] = []
-        for doc in docs:
+        for position, doc in enumerate(docs):
+            if not isinstance(doc, Doc):
+                raise TypeError(f"{self.name}.pipe: docs[{position}] is {type(doc).__name__}, not a spaCy Doc")
             batch.append(doc)
             if len(batch) >= batch_size:
                 yield from self._tag(batch)

@@ -1,7 +1,8 @@
 """Span enumeration (`glode spans`): every candidate span of every sentence, to Parquet.
 
 The span model (paper section 3.1) classifies "all possible spans" of a sentence; following the
-authors' runs these are the word n-grams of 1..max_span_len words (default 4). A span is only a
+authors' runs these are the word n-grams of 1..max_span_len words (DEFAULT_MAX_SPAN_LEN, 4; `auto`
+chooses it from the source data, glode.span_limit). A span is only a
 candidate if the encoder can see it: its last subword must lie inside the window of
 `max_seq_len` subwords. Gold entities that no candidate covers (too long, or truncated away) are
 counted here, so that evaluation can report them as missed instead of silently dropping them.
@@ -22,6 +23,7 @@ import pyarrow as pa
 
 from glode.data import TOKENISATIONS, load_sentences
 from glode.io import GlodeInputError, read_parquet_metadata, setup_logging, write_json, write_parquet
+from glode.span_limit import DEFAULT_MAX_SPAN_LEN
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +38,17 @@ class SpanSettings:
 
     max_span_len: int
     max_seq_len: int
+    # how max_span_len was set: "fixed", or "auto: ..." (glode.span_limit; `limit_rule`)
+    limit_rule: str = "fixed"
+
+
+def limit_rule(span_limit: dict | None) -> str:
+    """One line for how a spans file's max_span_len was set, from its `span_limit` metadata."""
+    if not span_limit or span_limit.get("rule") != "auto":
+        return "fixed"
+    capped = f", capped at {span_limit['cap']}" if span_limit.get("capped") else ""
+    return (f"auto: covers {span_limit['coverage']:.0%} of {span_limit['source_entities']} source train entities "
+            f"(needs per language {span_limit['needs']}{capped})")
 
 
 def read_span_settings(*paths: os.PathLike | str) -> SpanSettings:
@@ -48,7 +61,7 @@ def read_span_settings(*paths: os.PathLike | str) -> SpanSettings:
         missing = [key for key in ("max_span_len", "max_seq_len") if meta.get(key) is None]
         if missing:
             raise GlodeInputError(path, f"no {' or '.join(missing)} in the file's metadata: not a spans file of `glode spans` (rebuild it)")
-        current = SpanSettings(int(meta["max_span_len"]), int(meta["max_seq_len"]))
+        current = SpanSettings(int(meta["max_span_len"]), int(meta["max_seq_len"]), limit_rule(meta.get("span_limit")))
         if settings is not None and current != settings:
             raise GlodeInputError(path, f"spans enumerated with {current}, but {first} with {settings}: build both with the same `spans` settings")
         settings, first = current, path
@@ -168,7 +181,7 @@ def enumerate_spans(n_words: int, max_span_len: int) -> tuple[np.ndarray, np.nda
     return np.asarray(starts, dtype=np.int16), np.asarray(ends, dtype=np.int16)
 
 
-def build_span_table(sentences: pd.DataFrame, tokenizer, max_span_len: int = 4, max_seq_len: int = 128) -> tuple[pd.DataFrame, dict]:
+def build_span_table(sentences: pd.DataFrame, tokenizer, max_span_len: int = DEFAULT_MAX_SPAN_LEN, max_seq_len: int = 128) -> tuple[pd.DataFrame, dict]:
     """All reachable candidate spans of `sentences` (columns sent_id, tokens[, tags]) and statistics."""
     from glode.conll import bio_entities
 
@@ -225,7 +238,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="glode spans", description=__doc__.splitlines()[0])
     parser.add_argument("--sentences", required=True, type=Path, help="sentences Parquet from `glode prepare`")
     parser.add_argument("--tokenizer", required=True, help="Hugging Face tokenizer name or directory (the backbone's)")
-    parser.add_argument("--max-span-len", type=int, default=4, help="longest candidate span in words (default: 4)")
+    parser.add_argument("--max-span-len", type=max_span_len_value, default=DEFAULT_MAX_SPAN_LEN,
+                        help=f"longest candidate span in words, or `auto`: the value in --span-limit (default: {DEFAULT_MAX_SPAN_LEN})")
+    parser.add_argument("--span-limit", type=Path, help="with --max-span-len auto: the JSON of `glode span-limit` that holds the chosen value")
     parser.add_argument("--max-seq-len", type=int, default=128, help="encoder window in subwords, with <s> and </s> (default: 128)")
     parser.add_argument("--warn-unreachable", type=float, default=0.05, help="warn when more than this share of the gold entities can never be predicted (default: 0.05)")
     parser.add_argument("--out", required=True, type=Path, help="spans Parquet to write")
@@ -234,14 +249,44 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def max_span_len_value(text: str) -> int | str:
+    """`--max-span-len`: a positive integer or `auto`."""
+    if text == "auto":
+        return text
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is neither a positive integer nor 'auto'") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} is not a positive integer")
+    return value
+
+
+def resolve_max_span_len(value: int | str, span_limit_path: Path | None) -> tuple[int, dict]:
+    """The limit to enumerate with, and how it was set (recorded in the spans metadata)."""
+    from glode.span_limit import read_span_limit
+
+    if value == "auto":
+        if span_limit_path is None:
+            raise ValueError("--max-span-len auto needs --span-limit FILE (written by `glode span-limit`)")
+        choice = read_span_limit(span_limit_path)
+        log.info("max_span_len auto: %d, from %s", choice["max_span_len"], span_limit_path)
+        return choice["max_span_len"], {**choice, "file": str(span_limit_path)}
+    if span_limit_path is not None:
+        raise ValueError(f"--span-limit is only read with --max-span-len auto, not {value}")
+    return int(value), {"rule": "fixed"}
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     setup_logging(args.log)
     from glode.model import load_tokenizer
 
+    max_span_len, span_limit = resolve_max_span_len(args.max_span_len, args.span_limit)
     sentences = load_sentences(args.sentences)
     tokenizer = load_tokenizer(args.tokenizer)
-    table, stats = build_span_table(sentences, tokenizer, args.max_span_len, args.max_seq_len)
+    table, stats = build_span_table(sentences, tokenizer, max_span_len, args.max_seq_len)
+    stats["span_limit"] = span_limit
     meta = read_parquet_metadata(args.sentences)
     stats["tokenizer"] = str(args.tokenizer)
     stats["sentences_path"] = str(args.sentences)

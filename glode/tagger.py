@@ -18,6 +18,10 @@ distribution over every candidate span, then non-overlapping entities, most prob
 (`glode.evaluate.decode_entities`). A token classifier (train-tokencls, the `source-tokencls`
 baseline) gives repaired BIO tags; an entity's `prob` is the mean probability of its words' tags.
 `glode tag` and the spaCy component `glode_ner` are thin layers over this class.
+
+Loading prints no progress bar (transformers' "Loading weights" bar is off for the load only),
+and the spaCy splitter is built on the first raw text. What a fresh process pays to load and tag
+is measured in docs/benchmarks.md (benchmarks/bench_tagger_startup.py).
 """
 
 from __future__ import annotations
@@ -148,6 +152,21 @@ def quiet_library_output(quiet: bool) -> Iterator[None]:
             hf_logging.enable_progress_bar()
 
 
+@contextlib.contextmanager
+def no_progress_bars() -> Iterator[None]:
+    """transformers' (and huggingface_hub's) progress bars off for the block only, as they were after
+    it: loading a model for tagging prints no "Loading weights" bar, training keeps its bars."""
+    from transformers.utils import logging as hf_logging
+
+    bars = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if bars:
+            hf_logging.enable_progress_bar()
+
+
 # -- the tagger ----------------------------------------------------------------------------------
 
 
@@ -180,7 +199,7 @@ class Tagger:
         kind = model_architecture(model_dir)
         torch_device = select_device(device)
         log.info("device: %s", describe_device(torch_device, precision))
-        with quiet_library_output(quiet):
+        with quiet_library_output(quiet), no_progress_bars():
             if kind == "tokencls":
                 from glode.tokencls import load_token_classifier
 
@@ -212,7 +231,9 @@ class Tagger:
         """One record per text: `text`, `tokens` and `entities` (see the module docstring)."""
         if isinstance(texts, str):
             raise TypeError("Tagger.tag takes a list of texts; wrap a single text in a list")
-        return self.tag_texts(self.split(list(texts)))
+        texts = list(texts)
+        check_texts(texts)
+        return self.tag_texts(self.split(texts))
 
     def tag_texts(self, texts: Sequence[TaggedText]) -> list[dict]:
         """Records of texts already split into sentences and words (CoNLL input, one's own splitter)."""
@@ -260,6 +281,15 @@ class Tagger:
         frame.attrs["glode"] = {"tokenisation": "words"}
         tags, probs = predict_tags(self.model, self.tokenizer, self.labels, self.max_seq_len, frame, self.device, self.batch_size, self.precision, with_probs=True)
         return [[(b, e, t, float(sum(p[b : e + 1]) / (e - b + 1))) for t, b, e in get_entities(row)] for row, p in zip(tags, probs)]
+
+
+def check_texts(texts: Sequence[Any], where: str = "Tagger.tag") -> None:
+    """A TypeError naming the first item that is not a str (its position and type), before any work."""
+    import reprlib
+
+    for position, text in enumerate(texts):
+        if not isinstance(text, str):
+            raise TypeError(f"{where}: texts[{position}] is {reprlib.repr(text)} ({type(text).__name__}), not a str: every text must be a string")
 
 
 def text_record(text: TaggedText, entities: Sequence[Sequence[Entity]]) -> dict:

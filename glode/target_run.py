@@ -12,6 +12,10 @@ configuration keeps one job per epoch (`target_jobs: epoch`).
 Layout under --run-dir (the same paths as the per-epoch jobs write): epoch{E}/labels.parquet and
 epoch{E}/train_log.jsonl for every epoch of the run; epoch{E}/state only while the next epoch
 needs it (the last one is removed once --model-out is written).
+
+`--variant NAME` (the workflow's `{variant}`) is recorded by every epoch and names the final
+model on its card; without it, the variant is read from --model-out when it follows the
+workflow's layout .../target/{dataset}/{lang}/{variant}/seed{N}/model (glode.train_target.resolve_variant).
 """
 
 from __future__ import annotations
@@ -32,16 +36,17 @@ log = logging.getLogger(__name__)
 
 
 def train_target_run(files: TargetFiles, first_epoch: int, last_epoch: int, run_dir: Path, opts: TargetTrainingOptions, denoise_options: DenoiseOptions,
-                     entity_types: list[str] | None = None, test: tuple[Path, Path, Path] | None = None, predict_options: PseudoLabelOptions | None = None) -> None:
+                     entity_types: list[str] | None = None, test: tuple[Path, Path, Path] | None = None, predict_options: PseudoLabelOptions | None = None,
+                     variant: str | None = None) -> None:
     """Epochs first..last of one target run, then (with `test` = (sentences, spans, out)) the
-    final model's predictions on the test split."""
+    final model's predictions on the test split. `variant`: the name every epoch records."""
     if files.model_out is None:
         raise ValueError("--model-out is required: the run's final model")
     for epoch in range(first_epoch, last_epoch + 1):
         out, previous = run_dir / f"epoch{epoch}", run_dir / f"epoch{epoch - 1}"
         chained = {} if epoch == first_epoch else {"labels_in": previous / "labels.parquet", "state_in": previous / "state", "init_model": None}
         step = dataclasses.replace(files, state_out=out / "state", labels_out=out / "labels.parquet", train_log=out / "train_log.jsonl", model_out=None, final_model=files.model_out, **chained)
-        train_target_epoch(step, epoch, opts, denoise_options, entity_types)
+        train_target_epoch(step, epoch, opts, denoise_options, entity_types, variant=variant)
         if epoch > first_epoch:  # the previous epoch's state has served its purpose
             shutil.rmtree(previous / "state")
     # The final model is the last state's, copied as the per-epoch workflow's `target_model` does,
@@ -57,7 +62,7 @@ def train_target_run(files: TargetFiles, first_epoch: int, last_epoch: int, run_
         pseudo_label(files.model_out, sentences, spans, predictions, predict_options)
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="glode train-target-run", description=__doc__.splitlines()[0])
     parser.add_argument("--first-epoch", type=int, default=0, help="the run's first epoch to train (> 0 needs --state-in)")
     parser.add_argument("--last-epoch", type=int, required=True, help="the last epoch to train (usually --num-epochs - 1)")
@@ -69,6 +74,11 @@ def main(argv: list[str] | None = None) -> int:
     prediction = parser.add_argument_group("test prediction options (glode pseudo-label)")
     prediction.add_argument("--predict-batch-size", type=int, default=PseudoLabelOptions.batch_size, help="sentences per prediction batch")
     prediction.add_argument("--predict-precision", default=PseudoLabelOptions.precision, help="auto, bf16 or fp32 (as glode pseudo-label --precision)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
     args = parse_target_arguments(parser, argv)
     setup_logging(args.log)
     test_args = (args.test_sentences, args.test_spans, args.test_predictions_out)
@@ -79,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
     opts = options_from_args(TargetTrainingOptions, args)
     predict = PseudoLabelOptions(batch_size=args.predict_batch_size, device=opts.device, precision=args.predict_precision)
     train_target_run(files, args.first_epoch, args.last_epoch, args.run_dir, opts, options_from_args(DenoiseOptions, args), args.entity_types,
-                     test_args if all(test_args) else None, predict)
+                     test_args if all(test_args) else None, predict, variant=args.variant)
     return 0
 
 

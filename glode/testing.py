@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from glode.span_limit import DEFAULT_MAX_SPAN_LEN
+
 
 def build_tiny_backbone(
     out: Path | str,
@@ -45,7 +47,7 @@ def build_tiny_backbone(
     return out
 
 
-def random_span_predictions(n_sentences: int, n_words: int, classes: list[str], max_span_len: int = 4, seed: int = 1):
+def random_span_predictions(n_sentences: int, n_words: int, classes: list[str], max_span_len: int = DEFAULT_MAX_SPAN_LEN, seed: int = 1):
     """Span predictions as `glode pseudo-label` writes them (`sent_id`, `start`, `end`, `p_<class>`),
     for every span of <= `max_span_len` words of `n_sentences` sentences of `n_words` words, with
     class distributions drawn from a flat Dirichlet (so most spans' argmax is an entity)."""

@@ -39,6 +39,14 @@ lines per update: step, epoch, loss_src, loss_tgt, loss_aux, loss_mlm (= loss_au
 else null), loss_total, lr, sentences_per_s (target sentences), labels_changed and labels_updated
 so far this epoch, denoise_s (seconds spent in the denoiser during the update)).
 
+The variant: `--variant NAME` (the workflow passes its `{variant}` wildcard: glode,
+wo_denoising, glode_authors, ...) is recorded as `variant` in trainer.json and the model's
+glode_training.json, and names the model on its card (system `target-NAME`). Without the flag,
+a later epoch keeps the variant its previous epoch recorded, and otherwise the variant is read
+from the output paths when they follow the workflow's layout
+(.../target/{dataset}/{lang}/{variant}/seed{N}/...: --final-model, --model-out, --state-out);
+failing that it is null and the card says the variant is unknown.
+
 Choices (beyond glode/denoise.py's own):
 * source batches cycle through an endless sequence of reshuffled passes over the source sentences;
   batch g of that sequence depends only on (seed, g), and epoch E uses batches
@@ -70,6 +78,7 @@ import contextlib
 import dataclasses
 import logging
 import math
+import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -124,6 +133,9 @@ _STREAM_SOURCE_ORDER, _STREAM_TARGET_ORDER, _STREAM_MASKS, _STREAM_SUPCON, _STRE
 _LOSS_KEYS = ("loss_src", "loss_tgt", "loss_aux", "loss_total")
 # The target spans' columns the stage reads: never `label` (the unlabeled split has none to read).
 _TARGET_SPAN_COLUMNS = ("sent_id", "start", "end", "width", "morph")
+# A variant's name, as the workflow's `{variant}` wildcard allows it (workflow/rules/target.smk).
+VARIANT_NAME = re.compile(r"[A-Za-z0-9_]+")
+_SEED_DIR = re.compile(r"seed\d+")
 
 
 @dataclass
@@ -539,6 +551,39 @@ def training_step(run: TargetRun, source_batch: dict, target_batch: dict, labels
     return {"loss_src": loss_src, "loss_tgt": loss_tgt, "loss_aux": loss_aux, "loss_total": loss}
 
 
+# -- the variant -------------------------------------------------------------------------------
+
+
+def variant_name(text: str) -> str:
+    """`--variant`'s type: a name the workflow's `{variant}` wildcard would match."""
+    if not VARIANT_NAME.fullmatch(text):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a variant name (letters, digits and _, as in the config's `variants`)")
+    return text
+
+
+def variant_from_path(path: Path | str | None) -> str | None:
+    """The `{variant}` of a path in the workflow's layout of a target run,
+    .../target/{dataset}/{lang}/{variant}/seed{N}/..., else None."""
+    parts = Path(path).parts if path is not None else ()
+    for i in range(len(parts) - 4):
+        if parts[i] == "target" and _SEED_DIR.fullmatch(parts[i + 4]) and VARIANT_NAME.fullmatch(parts[i + 3]):
+            return parts[i + 3]
+    return None
+
+
+def resolve_variant(variant: str | None, files: TargetFiles, trainer_in: dict | None) -> str | None:
+    """The variant this epoch records: `variant` (--variant); else the one the previous epoch
+    recorded; else the one its output paths name (variant_from_path of --final-model,
+    --model-out, --state-out); else None (the model card then says it is unknown). A --variant
+    other than the one the previous epoch recorded is refused: the epochs of a run are one variant."""
+    recorded = (trainer_in or {}).get("variant")
+    if variant is not None and recorded is not None and variant != recorded:
+        raise GlodeInputError(files.state_in, f"is a state of variant {recorded!r}, not of --variant {variant!r}")
+    if variant is not None or recorded is not None:
+        return variant or recorded
+    return next((name for name in map(variant_from_path, (files.final_model, files.model_out, files.state_out)) if name), None)
+
+
 # -- outputs -----------------------------------------------------------------------------------
 
 
@@ -600,7 +645,7 @@ def labels_metadata(files: TargetFiles, inputs: TargetInputs, epoch: int, opts: 
 
 
 def trainer_record(files: TargetFiles, inputs: TargetInputs, run: TargetRun, epoch: int, opts: TargetTrainingOptions, denoise_options: DenoiseOptions, changed: int,
-                   health: dict) -> dict:
+                   health: dict, variant: str | None = None) -> dict:
     """trainer.json: what the next epoch checks before it resumes (glode.target_state.read_trainer)."""
     inputs_used = {name: str(getattr(files, name)) for name in ("source_sentences", "source_spans", "target_sentences", "target_spans", "labels_in", "backbone")}
     return {
@@ -615,6 +660,7 @@ def trainer_record(files: TargetFiles, inputs: TargetInputs, run: TargetRun, epo
         "denoise_config": json_safe(dataclasses.asdict(denoise_options)),
         "labels_sha256": labels_digest(inputs.labels),
         "labels_changed": changed,
+        "variant": variant,  # the model card's system: target-{variant} (resolve_variant)
         "method": opts.method,
         "method_deviations": json_safe(method_deviations(opts.method, opts, denoise_options)),
         "health": json_safe(health),
@@ -627,12 +673,13 @@ def trainer_record(files: TargetFiles, inputs: TargetInputs, run: TargetRun, epo
 
 
 def write_epoch_outputs(files: TargetFiles, inputs: TargetInputs, run: TargetRun, epoch: int, opts: TargetTrainingOptions, denoise_options: DenoiseOptions,
-                        tally: EpochTally, initial_argmax: np.ndarray, end_info: dict, seconds: float, device: torch.device, health: dict) -> dict:
+                        tally: EpochTally, initial_argmax: np.ndarray, end_info: dict, seconds: float, device: torch.device, health: dict,
+                        variant: str | None = None) -> dict:
     """The refined labels, the state for the next epoch and (on request) the model; returns the summary."""
     changed = int((inputs.labels.argmax(axis=1) != initial_argmax).sum())
     frame = predictions_frame(inputs.target_spans, inputs.target, inputs.labels, inputs.classes)
     frame["epoch"] = np.full(len(frame), epoch, dtype=np.int16)
-    trainer = trainer_record(files, inputs, run, epoch, opts, denoise_options, changed, health)
+    trainer = trainer_record(files, inputs, run, epoch, opts, denoise_options, changed, health, variant)
     summary = {**trainer, "last": tally.update_log.last, "denoise_end_epoch": json_safe(end_info), "seconds": seconds,
                "device": describe_device(device, opts.precision), "torch": torch.__version__}
     write_parquet(frame, files.labels_out, metadata=labels_metadata(files, inputs, epoch, opts, denoise_options, tally, changed, end_info, health))
@@ -650,8 +697,9 @@ def write_epoch_outputs(files: TargetFiles, inputs: TargetInputs, run: TargetRun
 
 
 def train_target_epoch(files: TargetFiles, epoch: int, opts: TargetTrainingOptions, denoise_options: DenoiseOptions,
-                       entity_types: list[str] | None = None, progress: bool | None = None) -> dict:
-    """Run target epoch `epoch` (0-based) and write its outputs; returns a summary dict."""
+                       entity_types: list[str] | None = None, progress: bool | None = None, variant: str | None = None) -> dict:
+    """Run target epoch `epoch` (0-based) and write its outputs; returns a summary dict.
+    `variant`: the variant's name to record (resolve_variant says what happens without it)."""
     opts.validate()
     files.check_epoch(epoch, opts.num_epochs)
     started = time.perf_counter()
@@ -659,8 +707,10 @@ def train_target_epoch(files: TargetFiles, epoch: int, opts: TargetTrainingOptio
     device = select_device(opts.device)
     log.info("device: %s", describe_device(device, opts.precision))
     inputs = load_target_inputs(files, epoch, opts, denoise_options, entity_types)
+    variant = resolve_variant(variant, files, inputs.trainer_in)
     initial_argmax = inputs.labels.argmax(axis=1)
     mass_start = entity_mass(inputs.labels)
+    log.info("variant: %s", variant or "unknown (no --variant, none recorded by the previous epoch or named by the output paths)")
     log.info("behaviour: method %s%s", opts.method, "".join(f", {k}={v}" for k, v in method_deviations(opts.method, opts, denoise_options).items()))
     run = build_target_run(files, inputs, epoch, opts, denoise_options, device)
     mask_token_id, specials = inputs.tokenizer.mask_token_id, special_token_ids(inputs.tokenizer)
@@ -684,7 +734,8 @@ def train_target_epoch(files: TargetFiles, epoch: int, opts: TargetTrainingOptio
         tally.update_log.close()
         end_info = tally.end_epoch(run.denoiser, run.generators["bank"], device) if run.denoiser is not None else {}
         health = check_health(inputs, epoch, opts, tally, mass_start, initial_argmax)
-        return write_epoch_outputs(files, inputs, run, epoch, opts, denoise_options, tally, initial_argmax, end_info, time.perf_counter() - started, device, health)
+        return write_epoch_outputs(files, inputs, run, epoch, opts, denoise_options, tally, initial_argmax, end_info, time.perf_counter() - started, device, health,
+                                   variant)
 
 
 def add_input_arguments(parser: argparse.ArgumentParser) -> None:
@@ -708,6 +759,12 @@ def add_input_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--target-frozen-states", type=Path, help="`glode frozen-states` of the target sentences (with --cache-frozen-layers true)")
     parser.add_argument("--mlm-vocab", type=Path, help="`glode vocab` file: the MLM softmax over its pieces only (default: the whole vocabulary, as the paper)")
     parser.add_argument("--log", type=Path, help="also log to this file")
+    parser.add_argument(
+        "--variant", type=variant_name,
+        help="the variant this run trains (the workflow's {variant}: glode, wo_denoising, glode_authors, ...), recorded in the model's "
+        "glode_training.json and named by its card (system target-VARIANT); default: the previous epoch's record, else the "
+        "{variant} of output paths laid out as .../target/{dataset}/{lang}/{variant}/seed{N}/..., else unknown",
+    )
     add_options(parser, TargetTrainingOptions, "training options")
     add_options(parser, DenoiseOptions, "denoising options (glode.denoise.DenoiseOptions)")
 
@@ -740,7 +797,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_target_arguments(build_parser(), argv)
     setup_logging(args.log)
     files = TargetFiles(**{field.name: getattr(args, field.name) for field in dataclasses.fields(TargetFiles)})
-    train_target_epoch(files, args.epoch, options_from_args(TargetTrainingOptions, args), options_from_args(DenoiseOptions, args), args.entity_types)
+    train_target_epoch(files, args.epoch, options_from_args(TargetTrainingOptions, args), options_from_args(DenoiseOptions, args), args.entity_types,
+                       variant=args.variant)
     return 0
 
 

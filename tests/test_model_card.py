@@ -139,7 +139,7 @@ def test_splitter_is_named_when_recorded(data):
 @pytest.mark.parametrize("summary, system, stage", [
     (source_summary(use_mlm=True), "source-mlm", "glode train-source"),
     (source_summary(use_mlm=False), "source-plain", "glode train-source --use-mlm false"),
-    (target_summary(), "target-<variant>", "glode train-target"),
+    (target_summary(), None, "glode train-target"),
     ({**target_summary(), "variant": "glode"}, "target-glode", "glode train-target"),
     (tokencls_summary(), "source-tokencls", "glode train-tokencls"),
 ])
@@ -154,6 +154,37 @@ def test_target_card_describes_its_training(data):
     assert "after epoch 5 of 5" in model and "denoising at the global level," in model
     assert "| use_local | false |" in section(card, "## Backbone and settings")
     assert "pseudo labels" in section(card, "## Limits")
+
+
+@pytest.mark.parametrize("variant, method, preset", [
+    ("glode", "paper", "the paper's text"),
+    ("wo_denoising", "paper", "the paper's text"),
+    ("glode_authors", "authors", "the authors' code"),
+])
+def test_target_card_names_its_variant_and_method(data, variant, method, preset):
+    """The variant train-target recorded (--variant) names the system in the title, the Model
+    section and the scores' path; the method it ran is stated beside it."""
+    summary = {**target_summary(), "variant": variant, "method": method, "method_deviations": {}}
+    card = model_card_text(summary, data=data)
+    assert f"\n# glode target-{variant} (conll, en -> es)\n" in card
+    model = section(card, "## Model")
+    assert f"- system: `target-{variant}`" in model
+    assert f"- variant: `{variant}`, trained with method `{method}` ({preset})" in model
+    assert f"- method: `{method}` ({preset})" in section(card, "## Behaviour and run health")
+    assert f"`results/eval/conll/es/target-{variant}/seed7/metrics.json`" in section(card, "## Test scores")
+    assert "<variant>" not in card
+
+
+def test_target_card_of_an_unrecorded_variant_says_so_in_words(data):
+    summary = {**target_summary(), "method": "authors"}
+    card = model_card_text(summary, data=data)
+    assert "<variant>" not in card and "target-None" not in card and "`None`" not in card
+    assert "# glode target model, variant unknown (conll, en -> es)" in card
+    model = section(card, "## Model")
+    assert "- system: unknown (a target model's system is named after its variant, which was not recorded)" in model
+    assert "- variant: unknown (not recorded when the model was trained), trained with method `authors` (the authors' code)" in model
+    scores = section(card, "## Test scores")
+    assert "under `results/eval/conll/es/`" in scores and "this model's variant was not recorded" in scores
 
 
 def test_tokencls_card_counts_only_the_window(data):

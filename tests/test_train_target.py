@@ -296,6 +296,39 @@ def test_source_batches_cycle_statelessly_across_epochs():
     assert [b for epoch in per_epoch for b in epoch] == endless[:15]
 
 
+def test_variant_flag_is_parsed_checked_and_read_from_the_workflows_paths(tmp_path):
+    """`--variant` (both target CLIs) reaches the arguments; without it the variant is the previous
+    epoch's record, else the {variant} of a path in the workflow's layout, else None."""
+    from glode import target_run
+    from glode.train_target import TargetFiles, build_parser, parse_target_arguments, resolve_variant, variant_from_path
+
+    inputs = ["--source-sentences", "a", "--source-spans", "b", "--target-sentences", "c", "--target-spans", "d", "--labels-in", "e", "--backbone", "f"]
+    epoch = ["--epoch", "0", "--state-out", "s", "--labels-out", "l", *inputs]
+    run = ["--last-epoch", "4", "--run-dir", "r", "--model-out", "m", *inputs]
+    assert parse_target_arguments(build_parser(), [*epoch, "--variant", "glode_authors"]).variant == "glode_authors"
+    assert parse_target_arguments(target_run.build_parser(), [*run, "--variant", "wo_denoising"]).variant == "wo_denoising"
+    assert parse_target_arguments(build_parser(), epoch).variant is None  # the flag is optional
+    with pytest.raises(SystemExit):
+        parse_target_arguments(build_parser(), [*epoch, "--variant", "glode/x"])
+
+    assert variant_from_path("results/target/conll/es/glode/seed1/model") == "glode"
+    assert variant_from_path(tmp_path / "results/target/wikiann/zh/wo_denoising_authors/seed12/epoch3/state") == "wo_denoising_authors"
+    assert variant_from_path("results/target/conll/es/glode/model") is None  # no seed{N} directory
+    assert variant_from_path("out/e0.state") is None and variant_from_path(None) is None
+
+    def files(state_out: str, final_model: str | None = None) -> TargetFiles:
+        return TargetFiles(*map(tmp_path.joinpath, "abcde"), "f", state_out=tmp_path / state_out, labels_out=tmp_path / "l",
+                           state_in=tmp_path / "prev", final_model=final_model and tmp_path / final_model)
+
+    layout = files("results/target/conll/es/glode/seed1/epoch0/state", "results/target/conll/es/glode/seed1/model")
+    assert resolve_variant(None, layout, None) == "glode"
+    assert resolve_variant("glode_mine", layout, None) == "glode_mine"  # the flag wins
+    assert resolve_variant(None, files("out/e1.state"), {"variant": "glode"}) == "glode"  # carried over from the previous epoch
+    assert resolve_variant(None, files("out/e1.state"), {}) is None  # unknown: the card says so
+    with pytest.raises(GlodeInputError, match="variant 'glode', not of --variant 'wo_denoising'"):
+        resolve_variant("wo_denoising", files("out/e1.state"), {"variant": "glode"})
+
+
 def test_objectives_eq3_eq5_hand_computed():
     import torch
 
@@ -334,7 +367,8 @@ def test_a_run_in_one_process_equals_one_job_per_epoch_byte_for_byte(data, tiny_
     run_dir, model, predictions = tmp_path / "run", tmp_path / "model", tmp_path / "test.parquet"
     common = ["--num-epochs", "3", "--source-sentences", str(data / "en.parquet"), "--source-spans", str(data / "en.spans.parquet"),
               "--target-sentences", str(data / "xx.parquet"), "--target-spans", str(data / "xx.spans.parquet"), "--backbone", str(tiny_backbone),
-              "--batch-size", "4", "--grad-accumulation", "2", "--warmup-steps", "1", "--lr", "1e-3", "--k", "5", "--device", "cpu"]
+              "--batch-size", "4", "--grad-accumulation", "2", "--warmup-steps", "1", "--lr", "1e-3", "--k", "5", "--device", "cpu",
+              "--variant", "glode"]
 
     def digests() -> dict[str, str]:
         files = [p for p in tmp_path.rglob("*") if p.is_file()]
@@ -364,6 +398,10 @@ def test_a_run_in_one_process_equals_one_job_per_epoch_byte_for_byte(data, tiny_
     # (the epochs' own models are temporary in both layouts)
     models = [read_parquet_metadata(run_dir / f"epoch{e}" / "labels.parquet")["model"] for e in range(3)]
     assert models == [None, None, str(model)]
+    # both layouts record the variant, and the final model's card names it
+    assert json.loads((model / "glode_training.json").read_text())["variant"] == "glode"
+    card = (model / "README.md").read_text()
+    assert "\n# glode target-glode (" in card and "- system: `target-glode`" in card and "<variant>" not in card
 
 
 def test_a_rerun_removes_the_log_temp_file_a_killed_job_left(data, tiny_backbone, tmp_path):

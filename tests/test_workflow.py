@@ -147,6 +147,8 @@ def test_target_runs_as_one_job_each_with_target_jobs_run(project_root, tmp_path
     runs = [c for c in commands if c.startswith("glode train-target-run")]
     assert len(runs) == 2 * 10 and not any(c.startswith("glode train-target ") for c in commands)  # 2 targets x 10 variants
     assert all("--last-epoch 4" in c and "--test-predictions-out results/predictions/" in c for c in runs)  # the demo's 5 epochs
+    # each run records its variant (the final model's card names it: target-{variant})
+    assert all(f"--variant {c.split('--model-out ')[1].split('/')[4]} " in c for c in runs)
     predicted = [c.split("--out ")[1].split()[0] for c in commands if c.startswith("glode pseudo-label")]
     assert predicted and not any("/target-" in p for p in predicted)  # the run jobs predict their own test split
     quality = [c for c in commands if c.startswith("glode label-quality")]
@@ -208,6 +210,7 @@ def test_the_authors_preset_plans_its_own_target_runs_on_the_same_source_stages(
              "--prune-overlaps-in-loss false", "--beta-schedule paper", "--thresholds paper", "--epoch-labels refined")
     for variant, command in epoch0.items():
         assert all(flag in command for flag in (authors if variant.endswith("_authors") else paper)), variant
+        assert f" --variant {variant} " in command  # recorded in the model, whose card names it
     assert "--denoise false" in epoch0["wo_denoising_authors"] and "--denoise true" in epoch0["glode_authors"]
     labels_in = {c.split("--labels-in ")[1].split()[0] for c in epoch0.values()}
     init = {c.split("--init-model ")[1].split()[0] for c in epoch0.values()}
@@ -221,3 +224,23 @@ def test_the_authors_preset_plans_its_own_target_runs_on_the_same_source_stages(
     assert mixed.returncode == 0, mixed.stdout[-3000:] + mixed.stderr[-3000:]
     (command,) = [c for c in shell_commands(mixed.stdout) if c.startswith("glode train-target ")]
     assert "--prune-initial-labels false" in command and "--method authors" in command and "--target-loss-input probabilities" in command
+
+
+def test_auto_span_limit_is_one_job_per_dataset_that_reads_no_target_gold(project_root, tmp_path):
+    """`max_span_len: auto` for WikiAnn: one span_limit job reads the labeled source train split
+    and the targets' unlabeled train splits only; every WikiAnn spans job reads its choice, CoNLL
+    keeps its fixed 4; the plan says how the limit is chosen."""
+    overlay = tmp_path / "auto.yaml"
+    overlay.write_text(yaml.safe_dump({"datasets": {"wikiann": {"spans": {"max_span_len": "auto"}}}}))
+    result = dry_run(project_root, tmp_path / "run", str(project_root / "config/demo.yaml"), str(overlay))
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    commands = shell_commands(result.stdout)
+    (limit,) = [c for c in commands if c.startswith("glode span-limit")]
+    read = [w.split("=")[-1] for w in limit.split() if w.endswith(".parquet")]
+    assert read == ["results/data/wikiann/en/train.parquet", "results/data/wikiann/hi/train.parquet"]  # the demo's one WikiAnn target
+    assert "--coverage 0.99 --cap 12" in limit and "gold" not in limit
+    spans = [c for c in commands if c.startswith("glode spans")]
+    wikiann = [c for c in spans if "/wikiann/" in c]
+    assert wikiann and all("--max-span-len auto --max-seq-len 128 --span-limit results/spans/wikiann/span_limit.json" in c for c in wikiann)
+    assert all("--max-span-len 4 --max-seq-len 128" in c and "--span-limit" not in c for c in spans if "/conll/" in c)
+    assert "spans of wikiann: max_span_len auto = chosen by the span_limit job" in result.stderr

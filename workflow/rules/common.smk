@@ -1,4 +1,5 @@
 # Helpers shared by the rules: config lookups and the lists of files each target needs.
+import json
 import shlex
 from pathlib import Path
 
@@ -142,6 +143,79 @@ def source_lang(dataset):
 def source_kind_target(kind):
     """`plain` trains on source data only; `mlm-de` adds the MLM task on German target text."""
     return None if kind == "plain" else kind.removeprefix("mlm-")
+
+
+def span_settings(dataset):
+    """`spans`, with the dataset's own `datasets.<d>.spans` over it."""
+    return {**config["spans"], **config["datasets"][dataset].get("spans", {})}
+
+
+def span_limit_is_auto(dataset):
+    return span_settings(dataset)["max_span_len"] == "auto"
+
+
+def span_limit_file(dataset):
+    """Where `glode span-limit` writes a dataset's chosen max_span_len (when `auto`)."""
+    return f"results/spans/{dataset}/span_limit.json"
+
+
+def span_limit_input(wildcards):
+    """The dataset's span-limit file as an input of its spans jobs, when the limit is `auto`."""
+    auto = span_limit_is_auto(wildcards.dataset)
+    return {"span_limit": span_limit_file(wildcards.dataset)} if auto else {}
+
+
+def span_flags(wildcards, input):
+    """`glode spans` flags of the dataset: a fixed limit, or `auto` read from its file."""
+    settings = span_settings(wildcards.dataset)
+    flags = f"--max-span-len {settings['max_span_len']} --max-seq-len {settings['max_seq_len']}"
+    if span_limit_is_auto(wildcards.dataset):
+        flags += f" --span-limit {input.span_limit}"
+    return flags
+
+
+def span_limit_inputs(wildcards):
+    """What `auto` reads: the labeled source train split and every target's unlabeled one."""
+    dataset = wildcards.dataset
+    targets = config["datasets"][dataset]["targets"]
+    return {
+        "source": sentences_file(dataset, source_lang(dataset), "train"),
+        "targets": [sentences_file(dataset, lang, "train") for lang in targets],
+    }
+
+
+def span_limit_flags(wildcards):
+    settings = span_settings(wildcards.dataset)
+    targets = config["datasets"][wildcards.dataset]["targets"]
+    pairs = " ".join(
+        f"{lang}={sentences_file(wildcards.dataset, lang, 'train')}" for lang in targets
+    )
+    return (
+        f"--targets {pairs} --coverage {settings['coverage']} "
+        f"--cap {settings['max_span_len_cap']}"
+    )
+
+
+def span_limit_plan_lines():
+    """What planning says about each `auto` dataset: its limit once chosen, or how it will be."""
+    lines = []
+    for dataset in config["datasets"]:
+        if not span_limit_is_auto(dataset):
+            continue
+        settings = span_settings(dataset)
+        path = Path(span_limit_file(dataset))
+        chosen = json.loads(path.read_text())["max_span_len"] if path.exists() else None
+        how = (
+            f"{chosen} (from {path})"
+            if chosen
+            else f"chosen by the span_limit job ({path})"
+        )
+        lines.append(
+            f"spans of {dataset}: max_span_len auto = {how}: {settings['coverage']:.0%} of the "
+            f"source train entities, carried to each target through the backbone's pieces, "
+            f"capped at {settings['max_span_len_cap']}"
+        )
+    return lines
 
 
 def source_train_data(dataset):

@@ -4,6 +4,7 @@
 # one's model is kept as the variant's final model. `target_jobs: run` (the demo): one job per
 # run trains every epoch and predicts the test split in one process (`glode train-target-run`),
 # writing the same files, byte for byte, with one process start-up instead of epochs + 1.
+# Both pass the variant (`--variant {variant}`), which the final model's card names (target-{variant}).
 
 
 if config.get("target_jobs", "epoch") == "epoch":
@@ -35,7 +36,7 @@ if config.get("target_jobs", "epoch") == "epoch":
             backbone=config["backbone"],
             final_model="results/target/{dataset}/{lang}/{variant}/seed{seed}/model",
         shell:
-            "glode train-target --epoch {wildcards.epoch} {params.state_in} "
+            "glode train-target --epoch {wildcards.epoch} --variant {wildcards.variant} {params.state_in} "
             "--source-sentences {input.source_sentences} --source-spans {input.source_spans} "
             "--target-sentences {input.target_sentences} --target-spans {input.target_spans} "
             "--labels-in {input.labels} --backbone {params.backbone} --state-out {output.state} "
@@ -98,7 +99,7 @@ else:
                 backbone=config["backbone"],
             shell:
                 "glode train-target-run --last-epoch {params.last_epoch} --run-dir {params.run_dir} "
-                "{params.state_in} --source-sentences {input.source_sentences} "
+                "--variant {wildcards.variant} {params.state_in} --source-sentences {input.source_sentences} "
                 "--source-spans {input.source_spans} --target-sentences {input.target_sentences} "
                 "--target-spans {input.target_spans} --labels-in {input.labels} "
                 "--backbone {params.backbone} --model-out {output.model} "
