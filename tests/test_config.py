@@ -56,6 +56,13 @@ def test_shipped_configs_are_valid(project_root, overlay):
     load_config(project_root / "config" / overlay)
 
 
+def test_long_span_overlay_sets_auto_for_wikiann_only(project_root):
+    config = load_config(project_root / "config/study.yaml", project_root / "config/study-long-spans.yaml")
+    assert config["datasets"]["wikiann"]["spans"]["max_span_len"] == "auto"
+    assert "spans" not in config["datasets"]["conll"] and config["spans"]["max_span_len"] == 4
+    assert config["study_variants"] == ["glode", "wo_denoising"]
+
+
 def schema_defs():
     return yaml.safe_load(SCHEMA_PATH.read_text())["$defs"]
 
