@@ -144,7 +144,10 @@ def read_csv(path: Path, columns: list[str]) -> pd.DataFrame:
 
 def upsert(existing: pd.DataFrame, new: pd.DataFrame, key: list[str]) -> pd.DataFrame:
     """`existing` with the rows of `new` replacing those with the same key."""
-    merged = pd.concat([existing, new], ignore_index=True).drop_duplicates(subset=key, keep="last")
+    # an empty frame has object columns, and concatenating one would turn the floats into
+    # objects that to_csv writes unformatted (63.0 for 63.00): every score row would churn
+    frames = [f for f in (existing, new) if len(f)] or [existing]
+    merged = pd.concat(frames, ignore_index=True).drop_duplicates(subset=key, keep="last")
     return sort_rows(merged, key)
 
 
@@ -303,7 +306,8 @@ def merge_csv(target: Path, columns: list[str], key: list[str], new_paths: Seque
     frames = [read_csv(target, columns)] if target.exists() else []
     frames += [read_csv(p, columns) for p in new_paths]
     if len(frames) > 1:
-        return upsert(frames[0], pd.concat(frames[1:], ignore_index=True), key)
+        new = [f for f in frames[1:] if len(f)]
+        return upsert(frames[0], pd.concat(new, ignore_index=True), key) if new else sort_rows(frames[0], key)
     return frames[0] if frames else pd.DataFrame(columns=columns)
 
 

@@ -82,6 +82,19 @@ def test_report_merges_seeds_replaces_reruns_and_draws(tmp_path):
     assert summary.index("source-plain") < summary.index("target-glode")
 
 
+def test_report_with_an_empty_scores_file_leaves_the_committed_rows_byte_identical(tmp_path):
+    # a bootstrap-only merge passes header-only scores; the floats must keep their two decimals
+    into = tmp_path / "docs/study"
+    s1, q1 = collect(tmp_path, 1)
+    assert study.main(["report", "--scores", str(s1), "--label-quality", str(q1), "--into", str(into)]) == 0
+    before = {name: (into / name).read_bytes() for name in ("scores.csv", "label_quality.csv")}
+    empty_scores, empty_quality = tmp_path / "empty_scores.csv", tmp_path / "empty_quality.csv"
+    empty_scores.write_text(s1.read_text().splitlines()[0] + "\n")
+    empty_quality.write_text(q1.read_text().splitlines()[0] + "\n")
+    assert study.main(["report", "--scores", str(empty_scores), "--label-quality", str(empty_quality), "--into", str(into)]) == 0
+    assert {name: (into / name).read_bytes() for name in before} == before
+
+
 def test_report_refuses_a_csv_with_other_columns(tmp_path):
     bad = tmp_path / "scores.csv"
     bad.write_text("dataset,lang,f1\nconll,de,40\n")
