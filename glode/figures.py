@@ -45,7 +45,24 @@ log = logging.getLogger(__name__)
 DPI = 150
 # Figure 3's strategies: (variant, legend label), in the paper's legend order.
 STRATEGIES = [("wo_denoising_local", "global"), ("wo_denoising_global", "local"), ("glode", "global&local")]
-STRATEGY_COLORS = {"wo_denoising_local": "tab:blue", "wo_denoising_global": "tab:green", "glode": "tab:red", "wo_denoising": "tab:gray"}
+STRATEGY_COLORS = {
+    "wo_denoising_local": "tab:blue",
+    "wo_denoising_global": "tab:green",
+    "glode": "tab:red",
+    "wo_denoising": "tab:gray",
+    "glode_authors": "tab:purple",
+    "wo_denoising_authors": "tab:brown",
+}
+# Other variants (ablations, user variants) take these in order of their names: matplotlib's own
+# cycle would start again at blue and red, and give an ablation the colour of another curve.
+SPARE_COLORS = ["tab:orange", "tab:olive", "tab:cyan", "tab:pink", "black", "gold", "navy", "lime"]
+
+
+def variant_colors(variants) -> dict[str, str]:
+    """A colour per variant, distinct within one figure: the fixed ones above, then the spares."""
+    names = sorted(set(variants))
+    spare = iter(c for c in SPARE_COLORS * (1 + len(names) // len(SPARE_COLORS)) if c not in STRATEGY_COLORS.values())
+    return {v: STRATEGY_COLORS[v] if v in STRATEGY_COLORS else next(spare) for v in names}
 # Figure 4's colours follow the paper: source blue, target green, prediction orange.
 SOURCE_COLOR, TARGET_COLOR, PREDICTION_COLOR = "tab:blue", "tab:green", "tab:orange"
 MODEL_KINDS = [("source-plain", "Plain"), ("source-mlm", "Aux")]
@@ -159,6 +176,7 @@ def plot_figure3(curves: dict, initial_system: str, strategies: Sequence[tuple[s
     rows, cols = grid(len(curves), 3)
     fig = Figure(figsize=(4.6 * cols, 3.6 * rows + 0.8), layout="constrained")
     axes = fig.subplots(rows, cols, squeeze=False).ravel()
+    colors = variant_colors(v for by_variant in curves.values() for v in by_variant)
     for ax, ((dataset, lang), by_variant) in zip(axes, curves.items()):
         epochs = set()
         for variant, points in by_variant.items():
@@ -166,9 +184,9 @@ def plot_figure3(curves: dict, initial_system: str, strategies: Sequence[tuple[s
             mean = [m for _, m, _, _ in points]
             std = [s for _, _, s, _ in points]
             seeds = max(n for *_, n in points)
-            ax.plot(x, mean, marker="o", markersize=4, color=STRATEGY_COLORS.get(variant), label=f"{labels[variant]} (n={seeds})")
+            ax.plot(x, mean, marker="o", markersize=4, color=colors[variant], label=f"{labels[variant]} (n={seeds})")
             if seeds > 1:
-                ax.fill_between(x, [m - s for m, s in zip(mean, std)], [m + s for m, s in zip(mean, std)], color=STRATEGY_COLORS.get(variant), alpha=0.15, linewidth=0)
+                ax.fill_between(x, [m - s for m, s in zip(mean, std)], [m + s for m, s in zip(mean, std)], color=colors[variant], alpha=0.15, linewidth=0)
             epochs.update(x)
         ax.set_xticks(sorted(epochs), ["init" if e == 0 else str(e) for e in sorted(epochs)])
         ax.set_title(panel_title(dataset, lang))

@@ -237,9 +237,10 @@ def per_seed_gain_figure(quality: pd.DataFrame, out: Path) -> None:
     """One panel per target: seed_gains per epoch, one line per variant and seed."""
     from matplotlib.figure import Figure
 
-    from glode.figures import STRATEGY_COLORS, panel_title
+    from glode.figures import panel_title, variant_colors
 
     gains = seed_gains(quality)
+    colors = variant_colors(gains["variant"])
     targets = sorted({(d, lang) for d, lang in zip(gains["dataset"], gains["lang"])})
     columns = min(max(len(targets), 1), FIGURE_COLUMNS)
     rows = -(-max(len(targets), 1) // columns)
@@ -251,7 +252,7 @@ def per_seed_gain_figure(quality: pd.DataFrame, out: Path) -> None:
         part = gains[(gains["dataset"] == dataset) & (gains["lang"] == lang)]
         seeds = sorted(set(part["seed"]))
         for (variant, seed), run in part.groupby(["variant", "seed"]):
-            ax.plot(run["epoch"], run["gain"], marker="o", markersize=3, color=STRATEGY_COLORS.get(variant), alpha=0.8,
+            ax.plot(run["epoch"], run["gain"], marker="o", markersize=3, color=colors[variant], alpha=0.8,
                     linestyle=SEED_LINESTYLES[seeds.index(seed) % len(SEED_LINESTYLES)], label=f"{VARIANT_LABELS.get(variant, variant)}, seed {seed}")
         ax.axhline(0, color="black", linewidth=0.6)
         ax.set_title(panel_title(dataset, lang))

@@ -131,3 +131,15 @@ def test_gold_distributions_and_errors(tmp_path):
     no_distribution = write_json(tmp_path / "results/eval/conll/de/source-plain/seed9/metrics.json", {"seqeval": {"f1": 0.5}})
     with pytest.raises(GlodeInputError, match="predicted_type_distribution"):
         figures.read_predicted_distributions([no_distribution])
+
+
+def test_variant_colors_are_distinct_and_keep_the_fixed_ones():
+    from glode.figures import STRATEGY_COLORS, variant_colors
+
+    variants = ["glode", "wo_denoising", "glode_authors", "wo_denoising_authors", "glode_authors_soft_o", "glode_authors_logits_loss"]
+    variants += [f"mine_{i}" for i in range(12)]  # more than the spare colours: they repeat only then
+    colors = variant_colors(variants)
+    assert colors["glode"] == STRATEGY_COLORS["glode"] and colors["glode_authors"] == STRATEGY_COLORS["glode_authors"]
+    first_eight_spares = [colors[v] for v in sorted(set(variants) - set(STRATEGY_COLORS))][:8]
+    assert len(set(first_eight_spares)) == 8 and not set(first_eight_spares) & set(STRATEGY_COLORS.values())
+    assert variant_colors(reversed(variants)) == colors  # the order given does not matter
