@@ -22,6 +22,7 @@ draw straight segments between the types, not interpolated curves.
 from __future__ import annotations
 
 import argparse
+import itertools
 import logging
 import math
 import re
@@ -59,10 +60,10 @@ SPARE_COLORS = ["tab:orange", "tab:olive", "tab:cyan", "tab:pink", "black", "gol
 
 
 def variant_colors(variants) -> dict[str, str]:
-    """A colour per variant, distinct within one figure: the fixed ones above, then the spares."""
-    names = sorted(set(variants))
-    spare = iter(c for c in SPARE_COLORS * (1 + len(names) // len(SPARE_COLORS)) if c not in STRATEGY_COLORS.values())
-    return {v: STRATEGY_COLORS[v] if v in STRATEGY_COLORS else next(spare) for v in names}
+    """A colour per variant: the fixed ones above, then the spares in turn (distinct up to eight others)."""
+    spare = itertools.cycle(SPARE_COLORS)
+    return {v: STRATEGY_COLORS[v] if v in STRATEGY_COLORS else next(spare) for v in sorted(set(variants))}
+
 # Figure 4's colours follow the paper: source blue, target green, prediction orange.
 SOURCE_COLOR, TARGET_COLOR, PREDICTION_COLOR = "tab:blue", "tab:green", "tab:orange"
 MODEL_KINDS = [("source-plain", "Plain"), ("source-mlm", "Aux")]

@@ -142,12 +142,17 @@ def read_csv(path: Path, columns: list[str]) -> pd.DataFrame:
     return frame
 
 
-def upsert(existing: pd.DataFrame, new: pd.DataFrame, key: list[str]) -> pd.DataFrame:
-    """`existing` with the rows of `new` replacing those with the same key."""
+def concat_rows(frames: Sequence[pd.DataFrame]) -> pd.DataFrame:
+    """The frames' rows, one after another (the first frame, if all are empty)."""
     # an empty frame has object columns, and concatenating one would turn the floats into
     # objects that to_csv writes unformatted (63.0 for 63.00): every score row would churn
-    frames = [f for f in (existing, new) if len(f)] or [existing]
-    merged = pd.concat(frames, ignore_index=True).drop_duplicates(subset=key, keep="last")
+    kept = [f for f in frames if len(f)] or list(frames[:1])
+    return pd.concat(kept, ignore_index=True)
+
+
+def upsert(existing: pd.DataFrame, new: pd.DataFrame, key: list[str]) -> pd.DataFrame:
+    """`existing` with the rows of `new` replacing those with the same key."""
+    merged = concat_rows([existing, new]).drop_duplicates(subset=key, keep="last")
     return sort_rows(merged, key)
 
 
@@ -307,8 +312,7 @@ def merge_csv(target: Path, columns: list[str], key: list[str], new_paths: Seque
     frames = [read_csv(target, columns)] if target.exists() else []
     frames += [read_csv(p, columns) for p in new_paths]
     if len(frames) > 1:
-        new = [f for f in frames[1:] if len(f)]
-        return upsert(frames[0], pd.concat(new, ignore_index=True), key) if new else sort_rows(frames[0], key)
+        return upsert(frames[0], concat_rows(frames[1:]), key)
     return frames[0] if frames else pd.DataFrame(columns=columns)
 
 
