@@ -42,6 +42,21 @@ METHODS: dict[str, dict[str, dict[str, Any]]] = {
         },
     },
 }
+# Issue 28's mixed candidate: the authors' code, but epoch 0 starts from the source model's soft
+# distributions on every span (O spans and overlap losers too), as the paper's text does. The
+# bounded loss keeps a runaway out; soft O keeps the moves that add entities to incomplete labels.
+METHODS["authors_soft_o"] = {
+    "target": {**METHODS["authors"]["target"], "prune_initial_labels": False},
+    "denoise": dict(METHODS["authors"]["denoise"]),
+}
+
+# The behaviour of every workflow variant that names no `method` of its own, and of
+# `glode train-target` without `--method` (issue 28's decision, docs/results.md). config/config.yaml
+# states the same name (tests/test_methods.py keeps the two equal). The option dataclasses'
+# own defaults stay the paper's text (method `paper`), so that TargetTrainingOptions() and
+# DenoiseOptions() read as the equations do.
+DEFAULT_METHOD = "paper"
+
 
 def method_keys(method: str) -> dict[str, dict[str, Any]]:
     """The preset's {section: {key: value}}; a clear error for an unknown name."""

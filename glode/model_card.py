@@ -35,7 +35,7 @@ MISSING = "-"  # a table cell whose value is unknown
 # The three kinds of model directory a training stage writes.
 SOURCE, TARGET, TOKENCLS = "source", "target", "tokencls"
 # The target stage's behaviour presets (glode.methods), in words.
-METHOD_TEXT = {"paper": "the paper's text", "authors": "the authors' code"}
+METHOD_TEXT = {"paper": "the paper's text", "authors": "the authors' code", "authors_soft_o": "the authors' code with soft initial O labels"}
 
 
 # -- what the summary says ----------------------------------------------------------------------
@@ -63,7 +63,7 @@ def target_variant(summary: dict) -> str | None:
 
 
 def method_of(summary: dict) -> str | None:
-    """The behaviour preset a target model trained with (`method`: paper or authors), if recorded."""
+    """The behaviour preset a target model trained with (`method`: a name of glode.methods.METHODS), if recorded."""
     return summary.get("method") or (summary.get("options") or {}).get("method")
 
 

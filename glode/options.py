@@ -30,13 +30,15 @@ def _parse_bool(text: str) -> bool:
     raise argparse.ArgumentTypeError(f"expected true/false, got {text!r}")
 
 
-def add_options(parser: argparse.ArgumentParser, cls: type, group: str | None = None) -> None:
-    """Add one flag per field of dataclass `cls`, with the field's default and docstring help."""
+def add_options(parser: argparse.ArgumentParser, cls: type, group: str | None = None, defaults: dict[str, Any] | None = None) -> None:
+    """Add one flag per field of dataclass `cls`, with the field's default (or the one `defaults`
+    names for it) and docstring help."""
     target = parser.add_argument_group(group or cls.__name__)
     hints = typing.get_type_hints(cls)
     for field in dataclasses.fields(cls):
         hint = hints[field.name]
         default = field.default if field.default is not dataclasses.MISSING else field.default_factory()  # type: ignore[misc]
+        default = (defaults or {}).get(field.name, default)
         help_ = field.metadata.get("help", "") + f" (default: {default})"
         origin = typing.get_origin(hint)
         args = typing.get_args(hint)

@@ -17,7 +17,7 @@ from test_train_target import data, probs_of, run_epoch  # noqa: F401 - `data` i
 from glode.denoise import DenoiseOptions, beta_schedule, beta_schedule_authors, class_thresholds, class_thresholds_with_zero_row
 from glode.health import HealthLimits, entity_mass, epoch_health, loss_climb
 from glode.io import read_parquet_metadata
-from glode.methods import METHODS, method_deviations, method_keys
+from glode.methods import DEFAULT_METHOD, METHODS, method_deviations, method_keys
 from glode.objectives import TargetLossForm, soft_cross_entropy_on_probabilities, soft_span_cross_entropy
 from glode.pseudo_label import overlap_losers, prune_to_authors_form
 
@@ -163,7 +163,9 @@ def test_presets_cover_the_same_keys_and_deviations_name_the_changed_ones():
     assert method_deviations("authors", mixed, DenoiseOptions(**authors["denoise"])) == {"prune_initial_labels": False}
     with pytest.raises(ValueError, match="unknown method"):
         method_keys("code")
-    assert set(METHODS) == {"paper", "authors"}
+    assert set(METHODS) == {"paper", "authors", "authors_soft_o"}
+    soft_o = method_keys("authors_soft_o")
+    assert soft_o["denoise"] == authors["denoise"] and soft_o["target"] == {**authors["target"], "prune_initial_labels": False}
 
 
 def test_method_flag_sets_the_preset_and_an_explicit_flag_wins():
@@ -171,11 +173,32 @@ def test_method_flag_sets_the_preset_and_an_explicit_flag_wins():
 
     required = ["--epoch", "0", "--state-out", "s", "--labels-out", "l", "--source-sentences", "a", "--source-spans", "b",
                 "--target-sentences", "c", "--target-spans", "d", "--labels-in", "e", "--backbone", "f"]  # fmt: skip
-    paper = parse_target_arguments(build_parser(), required)
+    default = parse_target_arguments(build_parser(), required)
+    assert default.method == DEFAULT_METHOD
+    assert all(getattr(default, k) == v for section in method_keys(DEFAULT_METHOD).values() for k, v in section.items())
+    paper = parse_target_arguments(build_parser(), [*required, "--method", "paper"])
     assert (paper.method, paper.target_loss_input, paper.beta_schedule, paper.prune_initial_labels) == ("paper", "logits", "paper", False)
     authors = parse_target_arguments(build_parser(), [*required, "--method", "authors", "--prune-initial-labels", "false"])
     assert (authors.target_loss_input, authors.loss_averaging, authors.thresholds, authors.epoch_labels) == ("probabilities", "span", "authors", "before_update")
     assert authors.prune_initial_labels is False and authors.prune_overlaps_in_loss is True
+
+
+def test_the_default_is_stated_once_and_the_study_keeps_the_paper_literal_runs(project_root):
+    """config/config.yaml names DEFAULT_METHOD; config/study.yaml pins `paper`, since its committed
+    `glode` and `wo_denoising` results were trained under the paper's text."""
+    from glode.config import load_config
+
+    import yaml
+
+    from glode.config import SCHEMA_PATH
+    from glode.model_card import METHOD_TEXT
+
+    assert load_config()["method"] == DEFAULT_METHOD
+    schema = yaml.safe_load(SCHEMA_PATH.read_text())["properties"]
+    assert schema["method"]["enum"] == list(METHODS) == list(METHOD_TEXT)  # every preset configurable and named in cards
+    assert schema["variants"]["additionalProperties"]["properties"]["method"]["enum"] == list(METHODS)
+    study = load_config(project_root / "config/study.yaml")
+    assert study["method"] == "paper" and study["variants"]["glode_authors"]["method"] == "authors"
 
 
 def test_an_authors_run_trains_records_its_behaviour_and_health(data, tiny_backbone, tmp_path):  # noqa: F811

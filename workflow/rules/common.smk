@@ -3,7 +3,7 @@ import json
 import shlex
 from pathlib import Path
 
-from glode.methods import method_keys
+from glode.methods import DEFAULT_METHOD, method_keys
 
 # The metrics file of one evaluation: the output pattern of rule `evaluate`, and (through
 # `metrics_file`) every list of metrics files that a target or a table asks for.
@@ -433,7 +433,9 @@ def initial_pseudo_label_files():
 
 def variant_method(variant):
     """A variant's behaviour preset (glode.methods): its own `method`, else the config's."""
-    return config["variants"][variant].get("method", config.get("method", "paper"))
+    return config["variants"][variant].get(
+        "method", config.get("method", DEFAULT_METHOD)
+    )
 
 
 def variant_settings(variant):
