@@ -49,6 +49,8 @@ METHODS["authors_soft_o"] = {
     "target": {**METHODS["authors"]["target"], "prune_initial_labels": False},
     "denoise": dict(METHODS["authors"]["denoise"]),
 }
+# Each preset in words (model cards, `--method`'s help).
+METHOD_TEXT = {"paper": "the paper's text", "authors": "the authors' code", "authors_soft_o": "the authors' code with soft initial O labels"}
 
 # The behaviour of every workflow variant that names no `method` of its own, and of
 # `glode train-target` without `--method` (issue 28's decision, docs/results.md). config/config.yaml

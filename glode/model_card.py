@@ -25,6 +25,7 @@ from typing import Any, Sequence
 
 import glode
 from glode.io import GlodeInputError, read_parquet_metadata, write_text
+from glode.methods import METHOD_TEXT
 
 CARD_FILE = "README.md"
 # Where the workflow writes a system's test scores (README "What runs", stage `evaluate`).
@@ -34,8 +35,6 @@ MISSING = "-"  # a table cell whose value is unknown
 
 # The three kinds of model directory a training stage writes.
 SOURCE, TARGET, TOKENCLS = "source", "target", "tokencls"
-# The target stage's behaviour presets (glode.methods), in words.
-METHOD_TEXT = {"paper": "the paper's text", "authors": "the authors' code", "authors_soft_o": "the authors' code with soft initial O labels"}
 
 
 # -- what the summary says ----------------------------------------------------------------------

@@ -97,7 +97,7 @@ from glode.device import autocast, describe_device, seed_everything, select_devi
 from glode.io import GlodeInputError, atomic_dir, atomic_path, read_parquet_metadata, setup_logging, write_parquet
 from glode.model import SpanModel, load_tokenizer
 from glode.health import HealthLimits, entity_mass, epoch_health
-from glode.methods import DEFAULT_METHOD, METHODS, method_deviations, method_keys
+from glode.methods import DEFAULT_METHOD, METHOD_TEXT, METHODS, method_deviations, method_keys
 from glode.objectives import LOSS_AVERAGINGS, TARGET_LOSS_INPUTS, TargetLossForm, supervised_contrastive_loss, target_objective
 from glode.options import add_options, option, options_from_args
 from glode.pseudo_label import overlap_losers, predictions_frame, prune_to_authors_form
@@ -146,7 +146,7 @@ class TargetTrainingOptions(TrainingOptions):
     supcon_temperature: float = option(0.1, "temperature of the supervised contrastive loss", above=0)
     supcon_max_spans: int = option(1024, "at most this many spans per step in the supcon loss: all entity spans first, then seeded O spans (0 = all)", minimum=0)
     denoise: bool = option(True, "global-local denoising of the pseudo labels (false = ablation w/o denoising: labels never change)")
-    method: str = option("paper", "the behaviour preset these options started from (glode.methods): paper (the paper's text), authors (the authors' code) or authors_soft_o (the authors' code with soft initial O labels); recorded with the run", choices=tuple(METHODS))
+    method: str = option("paper", "the behaviour preset these options started from (glode.methods): " + ", ".join(f"{name} ({text})" for name, text in METHOD_TEXT.items()) + "; recorded with the run", choices=tuple(METHODS))
     target_loss_input: str = option("logits", "L_tgt on the span logits (paper Eq. 4) or on their softmax probabilities (authors' code, train_tgt_model.py:289, 415, 693: bounded)", choices=TARGET_LOSS_INPUTS)
     loss_averaging: str = option("sentence", "L_src and L_tgt of the target stage: mean per sentence then over sentences (paper) or one flat mean over the batch's spans (authors' code)", choices=LOSS_AVERAGINGS)
     prune_initial_labels: bool = option(False, "epoch 0: spans predicted O and entity spans losing overlap resolution become one-hot O (authors' code, generate_pseudo_labels.py:291)")

@@ -17,7 +17,7 @@ from test_train_target import data, probs_of, run_epoch  # noqa: F401 - `data` i
 from glode.denoise import DenoiseOptions, beta_schedule, beta_schedule_authors, class_thresholds, class_thresholds_with_zero_row
 from glode.health import HealthLimits, entity_mass, epoch_health, loss_climb
 from glode.io import read_parquet_metadata
-from glode.methods import DEFAULT_METHOD, METHODS, method_deviations, method_keys
+from glode.methods import DEFAULT_METHOD, METHOD_TEXT, METHODS, method_deviations, method_keys
 from glode.objectives import TargetLossForm, soft_cross_entropy_on_probabilities, soft_span_cross_entropy
 from glode.pseudo_label import overlap_losers, prune_to_authors_form
 
@@ -186,16 +186,13 @@ def test_method_flag_sets_the_preset_and_an_explicit_flag_wins():
 def test_the_default_is_stated_once_and_the_study_keeps_the_paper_literal_runs(project_root):
     """config/config.yaml names DEFAULT_METHOD; config/study.yaml pins `paper`, since its committed
     `glode` and `wo_denoising` results were trained under the paper's text."""
-    from glode.config import load_config
-
     import yaml
 
-    from glode.config import SCHEMA_PATH
-    from glode.model_card import METHOD_TEXT
+    from glode.config import SCHEMA_PATH, load_config
 
     assert load_config()["method"] == DEFAULT_METHOD
     schema = yaml.safe_load(SCHEMA_PATH.read_text())["properties"]
-    assert schema["method"]["enum"] == list(METHODS) == list(METHOD_TEXT)  # every preset configurable and named in cards
+    assert schema["method"]["enum"] == list(METHODS) == list(METHOD_TEXT)  # every preset configurable and named in words
     assert schema["variants"]["additionalProperties"]["properties"]["method"]["enum"] == list(METHODS)
     study = load_config(project_root / "config/study.yaml")
     assert study["method"] == "paper" and study["variants"]["glode_authors"]["method"] == "authors"
