@@ -33,8 +33,8 @@ def deep_merge(base: dict, overlay: dict) -> dict:
 
 # The paper's Table 3 ablations and Table 4's language-agnostic variant (config/config.yaml).
 PAPER_VARIANTS = ("glode", "wo_mlm", "wo_denoising", "wo_denoising_local", "wo_denoising_global", "wo_multiple_directions", "wo_mlm_init", "agnostic")
-# GLoDe and its w/o-denoising ablation under the other behaviour preset (glode.methods), side by side.
-METHOD_VARIANTS = ("glode_authors", "wo_denoising_authors")
+# GLoDe and its w/o-denoising ablation under the other behaviour presets (glode.methods), side by side.
+METHOD_VARIANTS = ("glode_authors", "wo_denoising_authors", "glode_paper", "wo_denoising_paper")
 
 
 class ConfigError(ValueError):

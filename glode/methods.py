@@ -56,8 +56,10 @@ METHOD_TEXT = {"paper": "the paper's text", "authors": "the authors' code", "aut
 # `glode train-target` without `--method` (issue 28's decision, docs/results.md). config/config.yaml
 # states the same name (tests/test_methods.py keeps the two equal). The option dataclasses'
 # own defaults stay the paper's text (method `paper`), so that TargetTrainingOptions() and
-# DenoiseOptions() read as the equations do.
-DEFAULT_METHOD = "paper"
+# DenoiseOptions() read as the equations do. The rule that chose it was written before the runs: the
+# paper's text ran away on CoNLL es seed 1 and de seed 2, and over six target-seeds the mixed
+# candidate never ran away and was above the authors' preset (+0.68 F1 pooled, p = 0.001).
+DEFAULT_METHOD = "authors_soft_o"
 
 
 def method_keys(method: str) -> dict[str, dict[str, Any]]:

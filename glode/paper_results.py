@@ -74,6 +74,8 @@ TABLE4_FEATURES: dict[str, dict[str, float | None]] = {
 VARIANT_LABELS: dict[str, str] = {
     "glode_authors": "GLoDe, authors' code (ours)",
     "wo_denoising_authors": "w/o denoising, authors' code (ours)",
+    "glode_paper": "GLoDe, paper's text (ours)",
+    "wo_denoising_paper": "w/o denoising, paper's text (ours)",
     "glode": "GLoDe",
     "wo_mlm": "w/o mlm",
     "wo_denoising": "w/o denoising",
