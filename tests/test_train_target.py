@@ -17,7 +17,9 @@ import torch
 from conftest import CLASSES, module_scratch, synthetic_sentences, write_sentences, write_spans
 from safetensors.torch import load_file
 
+from glode.denoise import BETA_SCHEDULES
 from glode.io import GlodeInputError, read_parquet_metadata, write_parquet
+from glode.methods import DEFAULT_METHOD, METHODS
 from glode.pseudo_label import predictions_frame
 
 PROB_COLUMNS = [f"p_{c}" for c in CLASSES]
@@ -46,6 +48,15 @@ def data(tmp_path_factory, tiny_backbone):
     frame = predictions_frame(spans, xx.drop(columns=["tags"]), probs.astype(np.float32), CLASSES)
     write_parquet(frame, root / "labels0.parquet", metadata={"classes": CLASSES, "model": "constructed", "pruned": False, "spans_path": str(root / "xx.spans.parquet")})
     return root
+
+
+def default_beta(epoch: int, num_epochs: int, update_start_epoch: int = 2) -> float:
+    """Eq. 11's beta under the default behaviour's schedule (glode.methods.DEFAULT_METHOD), which
+    is what `glode train-target` runs without --method."""
+    schedule = METHODS[DEFAULT_METHOD]["denoise"]["beta_schedule"]
+    if schedule == "authors":
+        return BETA_SCHEDULES["authors"](epoch, num_epochs, update_start_epoch=update_start_epoch)
+    return BETA_SCHEDULES[schedule](epoch, num_epochs)
 
 
 def run_epoch(data, backbone, out, epoch, num_epochs, labels_in=None, state_in=None, model_out=False, extra=()):
@@ -104,7 +115,7 @@ def test_outputs_schema_state_and_log(data, three_epochs):
         if epoch < 2:  # default timing: nothing is updated before epoch 2
             assert np.array_equal(probs, initial) and meta["labels_changed"] == 0
     meta = read_parquet_metadata(out / "e2.labels.parquet")
-    assert meta["denoise_ready"] and meta["beta"] == pytest.approx(0.80) and meta["labels_updated"] > 0
+    assert meta["denoise_ready"] and meta["beta"] == pytest.approx(default_beta(2, 3)) and meta["labels_updated"] > 0
     directions = meta["directions"]  # every updated span got its direction from one level or both
     assert directions["global_only"] + directions["local_only"] + directions["both"] == meta["labels_updated"]
     assert 0 <= directions["both_agree"] <= directions["both"]
@@ -177,7 +188,7 @@ def test_global_only_denoiser_updates_from_epoch_one_without_a_bank(data, tiny_b
     run_epoch(data, tiny_backbone, tmp_path, 1, 2, labels_in=tmp_path / "e0.labels.parquet", state_in=tmp_path / "e0.state", extra=extra)
     assert read_parquet_metadata(tmp_path / "e0.labels.parquet")["labels_changed"] == 0
     meta = read_parquet_metadata(tmp_path / "e1.labels.parquet")
-    assert meta["denoise_ready"] and meta["labels_changed"] > 0 and meta["beta"] == pytest.approx(0.80)
+    assert meta["denoise_ready"] and meta["labels_changed"] > 0 and meta["beta"] == pytest.approx(default_beta(1, 2, update_start_epoch=0))
     for epoch in range(2):
         denoiser = load_file(str(tmp_path / f"e{epoch}.state" / "denoiser.safetensors"))
         assert set(denoiser) == {"prototypes", "global_thresholds"}

@@ -145,14 +145,14 @@ def test_target_runs_as_one_job_each_with_target_jobs_run(project_root, tmp_path
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     commands = shell_commands(result.stdout)
     runs = [c for c in commands if c.startswith("glode train-target-run")]
-    assert len(runs) == 2 * 10 and not any(c.startswith("glode train-target ") for c in commands)  # 2 targets x 10 variants
+    assert len(runs) == 2 * 12 and not any(c.startswith("glode train-target ") for c in commands)  # 2 targets x 12 variants
     assert all("--last-epoch 4" in c and "--test-predictions-out results/predictions/" in c for c in runs)  # the demo's 5 epochs
     # each run records its variant (the final model's card names it: target-{variant})
     assert all(f"--variant {c.split('--model-out ')[1].split('/')[4]} " in c for c in runs)
     predicted = [c.split("--out ")[1].split()[0] for c in commands if c.startswith("glode pseudo-label")]
     assert predicted and not any("/target-" in p for p in predicted)  # the run jobs predict their own test split
     quality = [c for c in commands if c.startswith("glode label-quality")]
-    assert len(quality) == 20 + 4 and sum(c.count("/epoch") == 10 for c in quality) == 20  # one job scores a run's 5 epochs
+    assert len(quality) == 24 + 4 and sum(c.count("/epoch") == 10 for c in quality) == 24  # one job scores a run's 5 epochs
     paper = dry_run(project_root, tmp_path / "paper")
     assert paper.returncode == 0 and "train_target_epoch" in paper.stdout and "train_target_run" not in paper.stdout
 
