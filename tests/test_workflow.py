@@ -244,3 +244,27 @@ def test_auto_span_limit_is_one_job_per_dataset_that_reads_no_target_gold(projec
     assert wikiann and all("--max-span-len auto --max-seq-len 128 --span-limit results/spans/wikiann/span_limit.json" in c for c in wikiann)
     assert all("--max-span-len 4 --max-seq-len 128" in c and "--span-limit" not in c for c in spans if "/conll/" in c)
     assert "spans of wikiann: max_span_len auto = chosen by the span_limit job" in result.stderr
+
+
+def test_the_long_span_variants_limit_4_counterparts_train_with_the_same_flags(project_root, tmp_path):
+    """Issue 29's paired tests set each long-span system against itself at limit 4 under the same
+    behaviour: the study's glode_authors_soft_o and wo_denoising_authors_soft_o must train exactly
+    as the overlay's glode and wo_denoising do, but for the span limit and the paths."""
+    study = str(project_root / "config/study.yaml")
+
+    def epoch1_flags(workdir, variant, *overlays):
+        target = f"results/target/wikiann/hi/{variant}/seed1/epoch1/labels.parquet"
+        result = dry_run(project_root, tmp_path / workdir, study, *overlays, "--printshellcmds", target)
+        assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+        (command,) = [c for c in shell_commands(result.stdout) if c.startswith("glode train-target --epoch 1 ")]
+        words = command.split()
+        flags = {w: words[i + 1] for i, w in enumerate(words[:-1]) if w.startswith("--") and not words[i + 1].startswith("--")}
+        return {k: v for k, v in flags.items() if "/" not in v and k != "--variant"}  # paths name the variant
+
+    long_spans = str(project_root / "config/study-long-spans.yaml")
+    for limit4, long_span in (("glode_authors_soft_o", "glode"), ("wo_denoising_authors_soft_o", "wo_denoising")):
+        at_4 = epoch1_flags(f"{limit4}-4", limit4)
+        at_auto = epoch1_flags(f"{long_span}-auto", long_span, long_spans)
+        assert at_4.pop("--method") == ("authors" if limit4 == "glode_authors_soft_o" else "authors_soft_o")
+        assert at_auto.pop("--method") == "authors_soft_o"
+        assert at_4 == at_auto and at_4["--prune-initial-labels"] == "false", (limit4, at_4, at_auto)
