@@ -17,7 +17,7 @@ import torch
 from conftest import CLASSES, module_scratch, synthetic_sentences, write_sentences, write_spans
 from safetensors.torch import load_file
 
-from glode.denoise import BETA_SCHEDULES
+from glode.denoise import DenoiseOptions
 from glode.io import GlodeInputError, read_parquet_metadata, write_parquet
 from glode.methods import DEFAULT_METHOD, METHODS
 from glode.pseudo_label import predictions_frame
@@ -52,11 +52,9 @@ def data(tmp_path_factory, tiny_backbone):
 
 def default_beta(epoch: int, num_epochs: int, update_start_epoch: int = 2) -> float:
     """Eq. 11's beta under the default behaviour's schedule (glode.methods.DEFAULT_METHOD), which
-    is what `glode train-target` runs without --method."""
+    is what `glode train-target` runs without --method (the schedules' values: tests/test_methods.py)."""
     schedule = METHODS[DEFAULT_METHOD]["denoise"]["beta_schedule"]
-    if schedule == "authors":
-        return BETA_SCHEDULES["authors"](epoch, num_epochs, update_start_epoch=update_start_epoch)
-    return BETA_SCHEDULES[schedule](epoch, num_epochs)
+    return DenoiseOptions(beta_schedule=schedule, update_start_epoch=update_start_epoch).beta(epoch, num_epochs)
 
 
 def run_epoch(data, backbone, out, epoch, num_epochs, labels_in=None, state_in=None, model_out=False, extra=()):
